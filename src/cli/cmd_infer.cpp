@@ -1,0 +1,150 @@
+// defines: mohge eval | generate | forward | grad
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/npy.h"
+#include "core/safetensors.h"
+#include "data/tokenizer.h"
+#include "eval/eval_loss.h"
+#include "eval/generate.h"
+#include "model/model_io.h"
+
+namespace fs = std::filesystem;
+
+namespace mohge {
+
+static std::vector<int32_t> parse_tokens(const std::string& s) {
+  std::vector<int32_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used;
+      long v = std::stol(item, &used);
+      MOHGE_CHECK(used == item.size(), "");
+      out.push_back((int32_t)v);
+    } catch (...) {
+      fail("--tokens: '{}' is not an integer", item);
+    }
+  }
+  MOHGE_CHECK(!out.empty(), "--tokens: no tokens given");
+  return out;
+}
+
+static Tokenizer checkpoint_tokenizer(const std::string& ckpt) {
+  std::string path = ckpt + "/tokenizer.model";
+  MOHGE_CHECK(fs::exists(path), "{}: checkpoint has no tokenizer.model", ckpt);
+  return Tokenizer::load(path);
+}
+
+void register_infer_commands(CLI::App& app) {
+  // eval
+  auto* ev = app.add_subcommand("eval", "validation loss and perplexity of a checkpoint (JSON)");
+  static std::string ev_ckpt, ev_data;
+  static int ev_batch = 8, ev_seq = 0;
+  static uint64_t ev_max = 0;
+  ev->add_option("--checkpoint", ev_ckpt, "checkpoint or run directory")->required();
+  ev->add_option("--data", ev_data, "token shard (.bin) or a prepared dir (uses val.bin)")->required();
+  ev->add_option("--batch-size", ev_batch)->capture_default_str()->check(CLI::PositiveNumber);
+  ev->add_option("--seq-len", ev_seq, "default: the model's max_seq_len")->check(CLI::NonNegativeNumber);
+  ev->add_option("--max-batches", ev_max, "0 = the whole shard")->capture_default_str();
+  add_action(ev, [] {
+    std::string dir = checkpoint_resolve(ev_ckpt);
+    auto model = model_load(dir);
+    std::string shard = fs::is_directory(ev_data) ? ev_data + "/val.bin" : ev_data;
+    int T = ev_seq > 0 ? ev_seq : model->cfg.max_seq_len;
+    auto ts = std::make_shared<TokenShard>(shard);
+    MOHGE_CHECK(ts->vocab_size() <= model->cfg.vocab_size, "{}: vocab {} exceeds the model's {}", shard, ts->vocab_size(), model->cfg.vocab_size);
+    DataLoader loader(ts, ev_batch, T, 0);
+    EvalResult r = evaluate_loss(*model, loader, ev_max);
+    nlohmann::json j = {{"checkpoint", dir}, {"data", shard}, {"loss", r.loss}, {"perplexity", r.perplexity},
+                        {"tokens", r.tokens}, {"seq_len", T}};
+    fmt::print("{}\n", j.dump(2));
+  });
+
+  // generate
+  auto* gen = app.add_subcommand("generate", "generate text from a prompt (KV cache)");
+  static std::string g_ckpt, g_prompt;
+  static SamplingOptions g_opt;
+  gen->add_option("--checkpoint", g_ckpt, "checkpoint or run directory")->required();
+  gen->add_option("--prompt", g_prompt, "prompt text")->required();
+  gen->add_option("--max-tokens", g_opt.max_new_tokens)->capture_default_str()->check(CLI::PositiveNumber);
+  gen->add_option("--temperature", g_opt.temperature, "0 = greedy")->capture_default_str()->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-k", g_opt.top_k, "0 = off")->capture_default_str()->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-p", g_opt.top_p, "nucleus sampling, 1 = off")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
+  gen->add_option("--seed", g_opt.seed)->capture_default_str();
+  add_action(gen, [] {
+    std::string dir = checkpoint_resolve(g_ckpt);
+    auto model = model_load(dir);
+    Tokenizer tok = checkpoint_tokenizer(dir);
+    SamplingOptions o = g_opt;
+    o.eos_id = tok.eos_id();
+    std::vector<int32_t> prompt = tok.encode(g_prompt);
+    if (tok.bos_id() >= 0) prompt.insert(prompt.begin(), tok.bos_id());
+    MOHGE_CHECK(!prompt.empty(), "--prompt: empty after tokenization");
+    fmt::print("{}", g_prompt);
+    std::vector<int32_t> seen;
+    std::string printed;
+    generate(*model, prompt, o, [&](int32_t t) {
+      // decode the whole continuation each time: SentencePiece pieces join with context
+      seen.push_back(t);
+      std::string text = tok.decode(seen);
+      fmt::print("{}", text.substr(std::min(printed.size(), text.size())));
+      std::fflush(stdout);
+      printed = text;
+    });
+    fmt::print("\n");
+  });
+
+  // forward
+  auto* fwd = app.add_subcommand("forward", "write float32 logits [T, vocab] of a token sequence as .npy");
+  static std::string f_ckpt, f_tokens, f_out;
+  fwd->add_option("--checkpoint", f_ckpt)->required();
+  fwd->add_option("--tokens", f_tokens, "comma-separated token ids")->required();
+  fwd->add_option("--out", f_out, "output .npy")->required();
+  add_action(fwd, [] {
+    auto model = model_load(checkpoint_resolve(f_ckpt));
+    auto toks = parse_tokens(f_tokens);
+    model->forward(toks.data(), nullptr, 1, (int)toks.size());
+    npy_write_f32(f_out, model->logits(), {(int64_t)toks.size(), model->cfg.vocab_size});
+    fmt::print("wrote {} [{}, {}]\n", f_out, toks.size(), model->cfg.vocab_size);
+  });
+
+  // grad: loss, logits and every parameter gradient, to diff against tools/torch_ref.py
+  auto* grad = app.add_subcommand("grad", "write logits, loss and all parameter gradients (safetensors)");
+  static std::string d_ckpt, d_tokens, d_out;
+  static int64_t d_step = 0;
+  grad->add_option("--checkpoint", d_ckpt)->required();
+  grad->add_option("--tokens-file", d_tokens, "safetensors with I32 'tokens' [B, T+1]")->required();
+  grad->add_option("--out", d_out, "output .safetensors")->required();
+  grad->add_option("--step", d_step, "training step (aux losses that start late)")->capture_default_str();
+  add_action(grad, [] {
+    auto model = model_load(checkpoint_resolve(d_ckpt));
+    auto tf = SafetensorsFile::load(d_tokens);
+    const TensorView& t = tf.get("tokens");
+    MOHGE_CHECK(t.dtype == "I32" && t.shape.size() == 2 && t.shape[1] >= 2, "{}: 'tokens' must be I32 [B, T+1]", d_tokens);
+    const int B = (int)t.shape[0], T = (int)t.shape[1] - 1;
+    const int32_t* all = static_cast<const int32_t*>(t.data);
+    std::vector<int32_t> in, tg;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < T; i++) in.push_back(all[b * (T + 1) + i]), tg.push_back(all[b * (T + 1) + i + 1]);
+    double lm = model->forward(in.data(), tg.data(), B, T, d_step);
+    std::vector<float> logits(model->logits(), model->logits() + (size_t)B * T * model->cfg.vocab_size);
+    float lmf = (float)lm, total = (float)(lm + model->aux_loss());
+    model->params.zero_grad();
+    model->backward(1.0f);
+    std::vector<TensorView> out = {
+        {"logits", "F32", {B, T, model->cfg.vocab_size}, logits.data(), logits.size() * 4},
+        {"loss", "F32", {1}, &total, 4},
+        {"lm_loss", "F32", {1}, &lmf, 4}};
+    for (auto& p : model->params.infos())
+      out.push_back({"grad." + p.name, "F32", p.shape, model->params.all_grad() + p.offset, (size_t)p.numel * 4});
+    safetensors_write(d_out, out);
+    fmt::print("wrote {} (loss {:.6f})\n", d_out, total);
+  });
+}
+
+}  // namespace mohge

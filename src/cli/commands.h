@@ -1,0 +1,16 @@
+// defines: the registration functions of the CLI subcommands, run_selected
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace mohge {
+
+// Each register_* adds its subcommands and stores the action to run in a callback; run_selected
+// runs the one the user chose (parsing first, running after, so --help never does work).
+void register_data_commands(CLI::App& app);   // data fetch | data prepare | tokenizer train
+void register_train_commands(CLI::App& app);  // train
+void register_infer_commands(CLI::App& app);  // eval | generate | forward | grad
+void add_action(CLI::App* sub, std::function<void()> action);
+void run_selected(CLI::App& app);
+
+}  // namespace mohge

@@ -1,0 +1,32 @@
+// defines: main — the `mohge` command: data, tokenizer, train, eval, generate, forward, grad
+// Every subcommand lives in its own cli/cmd_*.cpp and registers itself here. Errors from any layer
+// arrive as mohge::Error and leave as one line on stderr with exit code 1.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"mohge: train, evaluate and run heterogeneous mixture-of-experts language models"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "help for every subcommand");
+  std::vector<std::function<void()>> actions;
+  mohge::register_data_commands(app);
+  mohge::register_train_commands(app);
+  mohge::register_infer_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    mohge::run_selected(app);
+  } catch (const mohge::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

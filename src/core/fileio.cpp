@@ -1,0 +1,64 @@
+#include "core/fileio.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace mohge {
+
+std::vector<char> read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MOHGE_CHECK(in.good(), "cannot open {}: {}", path, std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  std::vector<char> bytes((size_t)in.tellg());
+  in.seekg(0);
+  in.read(bytes.data(), (std::streamsize)bytes.size());
+  MOHGE_CHECK(in.good() || bytes.empty(), "error reading {}", path);
+  return bytes;
+}
+
+std::string read_file_text(const std::string& path) {
+  auto b = read_file_bytes(path);
+  return std::string(b.begin(), b.end());
+}
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  tmp_ = path_ + ".tmp." + std::to_string(getpid());
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  MOHGE_CHECK(f_, "cannot write {}: {}", tmp_, std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_) {
+    std::fclose(f_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  MOHGE_CHECK(n == 0 || std::fwrite(data, 1, n, f_) == n, "error writing {}: {}", tmp_,
+              std::strerror(errno));
+}
+
+void AtomicFile::commit() {
+  bool ok = std::fflush(f_) == 0 && fsync(fileno(f_)) == 0;
+  ok = (std::fclose(f_) == 0) && ok;
+  f_ = nullptr;
+  if (!ok || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp_.c_str());
+    fail("error writing {}: {}", path_, std::strerror(errno));
+  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  AtomicFile f(path);
+  f.write(content.data(), content.size());
+  f.commit();
+}
+
+}  // namespace mohge

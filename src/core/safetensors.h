@@ -1,0 +1,47 @@
+// defines: SafetensorsFile (validated reader), safetensors_write (atomic writer)
+// Format: u64 little-endian header length, JSON header {name: {dtype, shape, data_offsets}},
+// then the raw data. We read F32/I32/I64/U8 tensors; every structural property is checked on
+// load so a truncated or corrupt file gives a clear error, not garbage weights.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mohge {
+
+struct TensorView {
+  std::string name;
+  std::string dtype;  // "F32", "I32", "I64", "U8", ...
+  std::vector<int64_t> shape;
+  const void* data = nullptr;  // for writing: caller's buffer; for reading: into the file
+  size_t nbytes = 0;
+  int64_t numel() const;
+};
+
+class SafetensorsFile {
+ public:
+  static SafetensorsFile load(const std::string& path);
+  bool has(const std::string& name) const { return index_.count(name) > 0; }
+  const TensorView& get(const std::string& name) const;  // errors naming the file if absent
+  // The F32 tensor `name`, checked to have exactly `shape`.
+  const float* f32(const std::string& name, const std::vector<int64_t>& shape) const;
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::vector<char> bytes_;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes to path + ".tmp" then renames: readers never see a half-written file.
+void safetensors_write(const std::string& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+std::string shape_str(const std::vector<int64_t>& shape);
+
+}  // namespace mohge

@@ -1,0 +1,28 @@
+// defines: SamplingOptions, sample_token, generate — text generation with a KV cache
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "model/model.h"
+
+namespace mohge {
+
+struct SamplingOptions {
+  int max_new_tokens = 128;
+  double temperature = 0.8;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  double top_p = 1.0;        // nucleus; 1 = off
+  uint64_t seed = 0;
+  int32_t eos_id = -1;       // stop when generated (-1: never)
+};
+
+// Picks the next token from logits[V] (greedy when temperature == 0).
+int32_t sample_token(const float* logits, int V, const SamplingOptions& o, std::mt19937_64& rng);
+
+// Feeds the prompt, then samples up to max_new_tokens; on_token is called for each new token.
+std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, const SamplingOptions& o,
+                              const std::function<void(int32_t)>& on_token = {});
+
+}  // namespace mohge

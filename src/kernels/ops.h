@@ -1,0 +1,56 @@
+// defines: the CPU compute ops of the engine, each a forward/backward pair.
+// Shapes use N = rows (tokens), C/I/O = feature sizes, B/T/H = batch, time, heads, hd = head dim.
+// Backward functions ACCUMULATE (+=) into every gradient they are given, like llm.c: a tensor
+// that feeds two consumers gets both contributions without extra buffers. Callers zero grads.
+// This header is the backend boundary: a GPU backend implements the same functions, and
+// tests/test_ops.cpp checks every one against the float64 reference in reference.h.
+#pragma once
+#include <cstdint>
+
+namespace mohge {
+
+// out[N,O] = inp[N,I] · w[O,I]ᵀ  (w shaped like torch.nn.Linear); accumulate adds into out.
+void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
+                    bool accumulate = false);
+// dinp[N,I] += dout[N,O] · w[O,I];  dw[O,I] += doutᵀ · inp.  Either output may be null.
+void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                     int N, int I, int O);
+
+// out[N,C] = wte[tokens[n], :]
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C);
+// dwte[V,C] += scatter of dout[N,C] by token
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int N, int C);
+
+// out[N,C] = inp · rsqrt(mean(inp²) + eps) · w;  rstd[N] saved for backward
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
+                     float eps);
+void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                      const float* rstd, int N, int C);
+
+// Rotary embedding, rotate-half convention, in place on x[B,T,H,hd] at positions pos0 + t.
+// RoPE is a rotation, so backward is the inverse rotation applied to the gradient (inverse=true).
+void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse);
+
+// Causal attention. q[B,T,H,hd], k/v[B,T,KVH,hd] (H % KVH == 0, query head h reads kv head
+// h / (H/KVH)) -> out[B,T,H,hd]; att[B,H,T,T] keeps the softmax probabilities for backward.
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       int B, int T, int H, int KVH, int hd);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                        const float* q, const float* k, const float* v, int B, int T, int H,
+                        int KVH, int hd);
+
+// out[n] = silu(gate[n]) · up[n] over n ∈ [0, N)
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                     const float* up, int64_t N);
+
+// Fused softmax cross-entropy over logits[N,V] with targets[N]. Writes losses[N] (may be null)
+// and returns their sum. If dlogits is non-null it receives (softmax − onehot) · dscale; it may
+// alias logits (in-place, saving a [N,V] buffer).
+double crossentropy_forward_backward(float* dlogits, float* losses, const float* logits,
+                                     const int32_t* targets, int N, int V, float dscale);
+
+// y[n] += x[n]
+void add_inplace(float* y, const float* x, int64_t n);
+
+}  // namespace mohge

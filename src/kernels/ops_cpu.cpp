@@ -1,0 +1,248 @@
+// defines: the CPU implementation of kernels/ops.h (OpenBLAS for matmuls, OpenMP elsewhere)
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace mohge {
+
+void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
+                    bool accumulate) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, inp, I, w, I,
+              accumulate ? 1.0f : 0.0f, out, O);
+}
+
+void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                     int N, int I, int O) {
+  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, w, I,
+                        1.0f, dinp, I);
+  if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, inp, I,
+                      1.0f, dw, I);
+}
+
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) std::copy_n(wte + (int64_t)tokens[n] * C, C, out + (int64_t)n * C);
+}
+
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int N, int C) {
+  // Parallel over feature columns: two rows with the same token never race.
+  int nthreads = omp_get_max_threads();
+#pragma omp parallel for schedule(static)
+  for (int part = 0; part < nthreads; part++) {
+    int c0 = (int)((int64_t)C * part / nthreads), c1 = (int)((int64_t)C * (part + 1) / nthreads);
+    for (int n = 0; n < N; n++) {
+      float* d = dwte + (int64_t)tokens[n] * C;
+      const float* g = dout + (int64_t)n * C;
+      for (int c = c0; c < c1; c++) d[c] += g[c];
+    }
+  }
+}
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
+                     float eps) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* x = inp + (int64_t)n * C;
+    float* y = out + (int64_t)n * C;
+    float ss = 0.0f;
+    for (int c = 0; c < C; c++) ss += x[c] * x[c];
+    float r = 1.0f / std::sqrt(ss / C + eps);
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+    rstd[n] = r;
+  }
+}
+
+void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                      const float* rstd, int N, int C) {
+  // y = x·r·w with r = (mean x² + eps)^-½:  dx = r·(g·w) − x·r³·mean(g·w·x),  dw += g·x·r.
+  int nthreads = omp_get_max_threads();
+  std::vector<float> dw_part((size_t)nthreads * C, 0.0f);
+#pragma omp parallel
+  {
+    float* dwp = dw_part.data() + (size_t)omp_get_thread_num() * C;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++) {
+      const float* x = inp + (int64_t)n * C;
+      const float* g = dout + (int64_t)n * C;
+      float* dx = dinp + (int64_t)n * C;
+      float r = rstd[n], dot = 0.0f;
+      for (int c = 0; c < C; c++) dot += g[c] * w[c] * x[c];
+      float k = r * r * r * dot / C;
+      for (int c = 0; c < C; c++) {
+        dx[c] += r * g[c] * w[c] - k * x[c];
+        dwp[c] += g[c] * x[c] * r;
+      }
+    }
+  }
+  for (int t = 0; t < nthreads; t++)
+    for (int c = 0; c < C; c++) dw[c] += dw_part[(size_t)t * C + c];
+}
+
+void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse) {
+  int half = hd / 2;
+  std::vector<float> inv_freq(half);
+  for (int i = 0; i < half; i++) inv_freq[i] = (float)std::pow((double)theta, -2.0 * i / hd);
+  float sign = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; t++) {
+    std::vector<float> cs(half), sn(half);
+    for (int i = 0; i < half; i++) {
+      double a = (double)(pos0 + t) * inv_freq[i];
+      cs[i] = (float)std::cos(a);
+      sn[i] = sign * (float)std::sin(a);
+    }
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < H; h++) {
+        float* v = x + (((int64_t)b * T + t) * H + h) * hd;
+        for (int i = 0; i < half; i++) {
+          float x1 = v[i], x2 = v[i + half];
+          v[i] = x1 * cs[i] - x2 * sn[i];
+          v[i + half] = x2 * cs[i] + x1 * sn[i];
+        }
+      }
+  }
+}
+
+// Rows are processed in blocks so the causal mask skips most of the upper triangle while each
+// block is still one GEMM.
+static constexpr int kAttnBlock = 64;
+
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       int B, int T, int H, int KVH, int hd) {
+  const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
+  const float scale = 1.0f / std::sqrt((float)hd);
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const float* Q = q + (int64_t)b * T * qs + h * hd;
+      const float* K = k + (int64_t)b * T * ks + (h / rep) * hd;
+      const float* V = v + (int64_t)b * T * ks + (h / rep) * hd;
+      float* A = att + ((int64_t)b * H + h) * T * T;
+      float* O = out + (int64_t)b * T * qs + h * hd;
+      for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
+        int r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r1, hd, scale, Q + (int64_t)r0 * qs,
+                    qs, K, ks, 0.0f, A + (int64_t)r0 * T, T);
+        for (int t = r0; t < r1; t++) {
+          float* row = A + (int64_t)t * T;
+          float mx = row[0];
+          for (int j = 1; j <= t; j++) mx = std::max(mx, row[j]);
+          float sum = 0.0f;
+          for (int j = 0; j <= t; j++) sum += (row[j] = std::exp(row[j] - mx));
+          float inv = 1.0f / sum;
+          for (int j = 0; j <= t; j++) row[j] *= inv;
+          std::fill(row + t + 1, row + T, 0.0f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, r1, 1.0f,
+                    A + (int64_t)r0 * T, T, V, ks, 0.0f, O + (int64_t)r0 * qs, qs);
+      }
+    }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                        const float* q, const float* k, const float* v, int B, int T, int H,
+                        int KVH, int hd) {
+  const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  // One task per (batch, kv head): the query heads sharing a kv head accumulate into the same
+  // dk/dv rows, so they run in one task, never racing.
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++)
+    for (int kh = 0; kh < KVH; kh++) {
+      std::vector<float> dS((size_t)kAttnBlock * T);
+      const float* K = k + (int64_t)b * T * ks + kh * hd;
+      const float* V = v + (int64_t)b * T * ks + kh * hd;
+      float* dK = dk + (int64_t)b * T * ks + kh * hd;
+      float* dV = dv + (int64_t)b * T * ks + kh * hd;
+      for (int h = kh * rep; h < (kh + 1) * rep; h++) {
+        const float* Q = q + (int64_t)b * T * qs + h * hd;
+        const float* dO = dout + (int64_t)b * T * qs + h * hd;
+        float* dQ = dq + (int64_t)b * T * qs + h * hd;
+        const float* A = att + ((int64_t)b * H + h) * T * T;
+        for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
+          int r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
+          const float* Ab = A + (int64_t)r0 * T;
+          // dA = dO·Vᵀ, dV += Aᵀ·dO
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r1, hd, 1.0f,
+                      dO + (int64_t)r0 * qs, qs, V, ks, 0.0f, dS.data(), T);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, nr, 1.0f, Ab, T,
+                      dO + (int64_t)r0 * qs, qs, 1.0f, dV, ks);
+          // softmax backward: dS = A ⊙ (dA − Σ_j dA·A), scaled for the QKᵀ product
+          for (int i = 0; i < nr; i++) {
+            int t = r0 + i;
+            const float* a = Ab + (int64_t)i * T;
+            float* d = dS.data() + (int64_t)i * T;
+            float dot = 0.0f;
+            for (int j = 0; j <= t; j++) dot += d[j] * a[j];
+            for (int j = 0; j <= t; j++) d[j] = a[j] * (d[j] - dot) * scale;
+            std::fill(d + t + 1, d + r1, 0.0f);
+          }
+          // dQ += dS·K, dK += dSᵀ·Q
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, r1, 1.0f, dS.data(), T, K,
+                      ks, 1.0f, dQ + (int64_t)r0 * qs, qs);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, nr, 1.0f, dS.data(), T,
+                      Q + (int64_t)r0 * qs, qs, 1.0f, dK, ks);
+        }
+      }
+    }
+}
+
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                     const float* up, int64_t N) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float g = gate[i], s = 1.0f / (1.0f + std::exp(-g));
+    float silu = g * s;
+    dup[i] += dout[i] * silu;
+    dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+  }
+}
+
+double crossentropy_forward_backward(float* dlogits, float* losses, const float* logits,
+                                     const int32_t* targets, int N, int V, float dscale) {
+  // Per-row losses summed serially afterwards: the total is bit-identical for any thread
+  // count, which exact resume (equal losses after restart) relies on.
+  std::vector<float> row_loss(N);
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* x = logits + (int64_t)n * V;
+    float mx = x[0];
+    for (int j = 1; j < V; j++) mx = std::max(mx, x[j]);
+    float sum = 0.0f;
+    for (int j = 0; j < V; j++) sum += std::exp(x[j] - mx);
+    float lse = mx + std::log(sum);
+    float xt = x[targets[n]];  // read before an in-place dlogits overwrites it
+    float loss = lse - xt;
+    row_loss[n] = loss;
+    if (dlogits) {
+      float* d = dlogits + (int64_t)n * V;
+      float inv = dscale / sum;
+      for (int j = 0; j < V; j++) d[j] = std::exp(x[j] - mx) * inv;
+      d[targets[n]] -= dscale;
+    }
+  }
+  double total = 0.0;
+  for (int n = 0; n < N; n++) total += row_loss[n];
+  if (losses) std::copy(row_loss.begin(), row_loss.end(), losses);
+  return total;
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+}  // namespace mohge

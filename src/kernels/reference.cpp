@@ -1,0 +1,157 @@
+// defines: the float64 reference ops declared in kernels/reference.h
+#include "kernels/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+
+#include "core/error.h"
+
+namespace mohge::ref {
+
+Vec matmul(const Vec& inp, const Vec& w, int N, int I, int O) {
+  MOHGE_CHECK(inp.size() == (size_t)N * I && w.size() == (size_t)O * I, "ref::matmul: bad sizes");
+  Vec out((size_t)N * O, 0.0);
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < O; o++) {
+      double s = 0.0;
+      for (int i = 0; i < I; i++) s += inp[(size_t)n * I + i] * w[(size_t)o * I + i];
+      out[(size_t)n * O + o] = s;
+    }
+  return out;
+}
+
+Vec embedding(const std::vector<int32_t>& tokens, const Vec& wte, int N, int C) {
+  MOHGE_CHECK(tokens.size() == (size_t)N && wte.size() % C == 0, "ref::embedding: bad sizes");
+  const int64_t V = (int64_t)(wte.size() / C);
+  Vec out((size_t)N * C);
+  for (int n = 0; n < N; n++) {
+    MOHGE_CHECK(tokens[n] >= 0 && tokens[n] < V, "ref::embedding: token {} outside [0, {})",
+                tokens[n], V);
+    for (int c = 0; c < C; c++) out[(size_t)n * C + c] = wte[(size_t)tokens[n] * C + c];
+  }
+  return out;
+}
+
+Vec rmsnorm(const Vec& inp, const Vec& w, int N, int C, double eps, Vec* rstd) {
+  MOHGE_CHECK(inp.size() == (size_t)N * C && w.size() == (size_t)C, "ref::rmsnorm: bad sizes");
+  Vec out((size_t)N * C);
+  if (rstd) rstd->assign(N, 0.0);
+  for (int n = 0; n < N; n++) {
+    double ms = 0.0;
+    for (int c = 0; c < C; c++) ms += inp[(size_t)n * C + c] * inp[(size_t)n * C + c];
+    ms /= C;
+    const double r = 1.0 / std::sqrt(ms + eps);
+    for (int c = 0; c < C; c++) out[(size_t)n * C + c] = inp[(size_t)n * C + c] * r * w[c];
+    if (rstd) (*rstd)[n] = r;
+  }
+  return out;
+}
+
+Vec rope(const Vec& x, int B, int T, int H, int hd, double theta, int pos0, bool inverse) {
+  MOHGE_CHECK(hd % 2 == 0 && x.size() == (size_t)B * T * H * hd, "ref::rope: bad sizes");
+  const int half = hd / 2;
+  Vec out(x.size());
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++)
+      for (int h = 0; h < H; h++) {
+        const size_t base = (((size_t)b * T + t) * H + h) * hd;
+        for (int i = 0; i < half; i++) {
+          const double angle = (double)(pos0 + t) * std::pow(theta, -2.0 * i / hd);
+          const std::complex<double> z(x[base + i], x[base + i + half]);
+          const std::complex<double> r = std::polar(1.0, inverse ? -angle : angle);
+          const std::complex<double> y = z * r;
+          out[base + i] = y.real();
+          out[base + i + half] = y.imag();
+        }
+      }
+  return out;
+}
+
+Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int KVH, int hd,
+              Vec* att) {
+  MOHGE_CHECK(KVH > 0 && H % KVH == 0, "ref::attention: H={} not a multiple of KVH={}", H, KVH);
+  MOHGE_CHECK(q.size() == (size_t)B * T * H * hd && k.size() == (size_t)B * T * KVH * hd &&
+                  v.size() == k.size(),
+              "ref::attention: bad sizes");
+  const int group = H / KVH;  // query heads per kv head
+  const double scale = 1.0 / std::sqrt((double)hd);
+  auto qi = [&](int b, int t, int h) { return (((size_t)b * T + t) * H + h) * hd; };
+  auto ki = [&](int b, int t, int g) { return (((size_t)b * T + t) * KVH + g) * hd; };
+  Vec out((size_t)B * T * H * hd, 0.0);
+  if (att) att->assign((size_t)B * H * T * T, 0.0);
+  Vec score(T);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const int g = h / group;
+      for (int t = 0; t < T; t++) {
+        // scores over the visible keys s = 0..t
+        double mx = -INFINITY;
+        for (int s = 0; s <= t; s++) {
+          double dot = 0.0;
+          for (int d = 0; d < hd; d++) dot += q[qi(b, t, h) + d] * k[ki(b, s, g) + d];
+          score[s] = dot * scale;
+          mx = std::max(mx, score[s]);
+        }
+        double z = 0.0;
+        for (int s = 0; s <= t; s++) z += std::exp(score[s] - mx);
+        for (int s = 0; s <= t; s++) {
+          const double p = std::exp(score[s] - mx) / z;
+          for (int d = 0; d < hd; d++) out[qi(b, t, h) + d] += p * v[ki(b, s, g) + d];
+          if (att) (*att)[(((size_t)b * H + h) * T + t) * T + s] = p;
+        }
+      }
+    }
+  return out;
+}
+
+Vec swiglu(const Vec& gate, const Vec& up) {
+  MOHGE_CHECK(gate.size() == up.size(), "ref::swiglu: bad sizes");
+  Vec out(gate.size());
+  for (size_t i = 0; i < gate.size(); i++) out[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+  return out;
+}
+
+Vec crossentropy(const Vec& logits, const std::vector<int32_t>& targets, int N, int V) {
+  MOHGE_CHECK(logits.size() == (size_t)N * V && targets.size() == (size_t)N,
+              "ref::crossentropy: bad sizes");
+  Vec losses(N);
+  for (int n = 0; n < N; n++) {
+    MOHGE_CHECK(targets[n] >= 0 && targets[n] < V, "ref::crossentropy: target {} outside [0, {})",
+                targets[n], V);
+    const double* x = logits.data() + (size_t)n * V;
+    double mx = x[0];
+    for (int j = 1; j < V; j++) mx = std::max(mx, x[j]);
+    double z = 0.0;
+    for (int j = 0; j < V; j++) z += std::exp(x[j] - mx);
+    losses[n] = mx + std::log(z) - x[targets[n]];
+  }
+  return losses;
+}
+
+Vec add(const Vec& y, const Vec& x) {
+  MOHGE_CHECK(y.size() == x.size(), "ref::add: bad sizes");
+  Vec out(y.size());
+  for (size_t i = 0; i < y.size(); i++) out[i] = y[i] + x[i];
+  return out;
+}
+
+Vec numerical_gradient(const std::function<double(const Vec&)>& f, const Vec& x,
+                       const std::vector<size_t>& coords, double h) {
+  Vec xp = x;
+  const size_t n = coords.empty() ? x.size() : coords.size();
+  Vec grad(n);
+  for (size_t j = 0; j < n; j++) {
+    const size_t c = coords.empty() ? j : coords[j];
+    MOHGE_CHECK(c < x.size(), "ref::numerical_gradient: coordinate {} out of range", c);
+    xp[c] = x[c] + h;
+    const double fp = f(xp);
+    xp[c] = x[c] - h;
+    const double fm = f(xp);
+    xp[c] = x[c];
+    grad[j] = (fp - fm) / (2.0 * h);
+  }
+  return grad;
+}
+
+}  // namespace mohge::ref

@@ -1,0 +1,50 @@
+// defines: mohge::ref::{matmul, embedding, rmsnorm, rope, attention, swiglu, crossentropy, add,
+//          numerical_gradient} — slow float64 reference forwards of every op in kernels/ops.h
+// Written independently of ops_cpu.cpp with naive loops, for tests/test_ops.cpp to judge the fast
+// path against. No parallelism, no BLAS, no tricks: each function is its formula. Shapes follow
+// ops.h (N = rows, B/T/H = batch, time, heads, hd = head dim), tensors are row-major and flat.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace mohge::ref {
+
+using Vec = std::vector<double>;
+
+// out[N,O] = inp[N,I] · w[O,I]ᵀ
+Vec matmul(const Vec& inp, const Vec& w, int N, int I, int O);
+
+// out[N,C] = wte[tokens[n], :]  (wte[V,C]; tokens must lie in [0, V))
+Vec embedding(const std::vector<int32_t>& tokens, const Vec& wte, int N, int C);
+
+// out[N,C] = inp · (mean(inp²) + eps)^-½ · w;  rstd[N] (if non-null) receives (mean(inp²) + eps)^-½
+Vec rmsnorm(const Vec& inp, const Vec& w, int N, int C, double eps, Vec* rstd = nullptr);
+
+// x[B,T,H,hd] -> rotated copy: pair (x_i, x_{i+hd/2}) as complex x_i + i·x_{i+hd/2}, multiplied by
+// exp(±i·(pos0+t)·theta^(−2i/hd)) (− when inverse). Rotate-half (GPT-NeoX / HF) convention.
+Vec rope(const Vec& x, int B, int T, int H, int hd, double theta, int pos0, bool inverse);
+
+// q[B,T,H,hd], k/v[B,T,KVH,hd] -> out[B,T,H,hd]: causal softmax(q·kᵀ/√hd)·v over keys s ≤ t,
+// query head h reads kv head h / (H/KVH). att[B,H,T,T] (if non-null) receives the probabilities,
+// zero above the diagonal.
+Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int KVH, int hd,
+              Vec* att = nullptr);
+
+// out[n] = silu(gate[n]) · up[n] = gate[n] / (1 + exp(−gate[n])) · up[n]
+Vec swiglu(const Vec& gate, const Vec& up);
+
+// losses[N] = logsumexp(logits[n, :]) − logits[n, targets[n]]  (logits[N,V])
+Vec crossentropy(const Vec& logits, const std::vector<int32_t>& targets, int N, int V);
+
+// out[n] = y[n] + x[n]
+Vec add(const Vec& y, const Vec& x);
+
+// Central finite differences of a scalar f at x: grad[j] = (f(x + h·e_c) − f(x − h·e_c)) / 2h for
+// c = coords[j] (all coordinates, in order, when coords is empty). grad has coords.size() entries
+// (x.size() when coords is empty).
+Vec numerical_gradient(const std::function<double(const Vec&)>& f, const Vec& x,
+                       const std::vector<size_t>& coords = {}, double h = 1e-6);
+
+}  // namespace mohge::ref

@@ -1,0 +1,36 @@
+// defines: Ffn — the feed-forward interface of a transformer block; make_ffn picks the kind
+// The block calls forward/backward on [N, d] rows and never knows whether it holds a dense
+// SwiGLU or a mixture of experts. Each FFN registers its tensors in the model's ParamTable and
+// keeps whatever its backward needs (activations, routing) from the last training forward.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "model/model_config.h"
+#include "model/params.h"
+
+namespace mohge {
+
+class Ffn {
+ public:
+  virtual ~Ffn() = default;
+  // out[N,d] = FFN(inp[N,d]). step: the optimizer step (some aux losses start late).
+  virtual void forward(float* out, const float* inp, int N, int64_t step) = 0;
+  // dinp[N,d] += ∂L/∂inp for upstream dout[N,d], given the inp of the last forward; parameter
+  // gradients accumulate. aux_scale multiplies the auxiliary-loss gradients (the same scale the
+  // LM loss gradient got, e.g. 1/grad_accum).
+  virtual void backward(float* dinp, const float* dout, const float* inp, int N,
+                        float aux_scale) = 0;
+  // Weighted sum of the auxiliary losses of the last forward (0 for dense), and each term.
+  virtual double aux_loss() const { return 0.0; }
+  virtual void aux_terms(std::map<std::string, double>& sum) const {}
+  // Mean number of parameters used per token by the last forward (for routing metrics).
+  virtual double active_params_per_token() const = 0;
+};
+
+// prefix: "model.layers.{l}.mlp"
+std::unique_ptr<Ffn> make_ffn(const ModelConfig& c, int layer, ParamTable& params,
+                              const std::string& prefix);
+
+}  // namespace mohge

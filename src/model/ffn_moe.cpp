@@ -1,0 +1,160 @@
+#include "model/ffn_moe.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/ops.h"
+#include "moe/aux_loss.h"
+
+namespace mohge {
+
+MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix)
+    : params_(params), m_(c.moe), d_(c.hidden_size), E_(c.moe.num_experts),
+      Ng_(c.moe.router == RouterKind::two_level ? c.moe.num_expert_groups : 0) {
+  const float std = (float)c.init_std, out_std = std / std::sqrt(2.0f * c.num_layers);
+  gate_id_ = params.add(prefix + ".gate.weight", {E_, d_}, ParamInit::normal, std, true);
+  if (Ng_ > 0)
+    group_gate_id_ = params.add(prefix + ".group_gate.weight", {Ng_, d_}, ParamInit::normal, std, true);
+  for (int e = 0; e < E_; e++)
+    experts_.push_back(swiglu_register(params, prefix + ".experts." + std::to_string(e), d_,
+                                       m_.expert_widths[e], std, out_std));
+  if (m_.shared_expert_width > 0)
+    shared_ = swiglu_register(params, prefix + ".shared_experts", d_, m_.shared_expert_width, std, out_std);
+}
+
+void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
+  const int d = d_, E = E_;
+  step_ = step;
+  // 1. router logits in fp32, then routing
+  logits_.resize((size_t)N * E);
+  matmul_forward(logits_.data(), inp, params_.data(gate_id_), N, d, E);
+  if (Ng_ > 0) {
+    group_logits_.resize((size_t)N * Ng_);
+    matmul_forward(group_logits_.data(), inp, params_.data(group_gate_id_), N, d, Ng_);
+  }
+  router_forward(m_, logits_.data(), Ng_ > 0 ? group_logits_.data() : nullptr, N, routing_, cache_);
+  const int A = routing_.num_assignments();
+
+  // 2. permutation: counting sort of assignments by expert, stable in token order
+  expert_offsets_.assign(E + 1, 0);
+  for (int j = 0; j < A; j++) expert_offsets_[routing_.expert[j] + 1]++;
+  for (int e = 0; e < E; e++) expert_offsets_[e + 1] += expert_offsets_[e];
+  pos_.resize(A), row_token_.resize(A);
+  {
+    std::vector<int> fill(expert_offsets_.begin(), expert_offsets_.end() - 1);
+    for (int t = 0; t < N; t++)
+      for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
+        int p = fill[routing_.expert[j]]++;
+        pos_[j] = p;
+        row_token_[p] = t;
+      }
+  }
+  act_offsets_.assign(E + 1, 0);
+  for (int e = 0; e < E; e++)
+    act_offsets_[e + 1] = act_offsets_[e] +
+                          (size_t)(expert_offsets_[e + 1] - expert_offsets_[e]) * m_.expert_widths[e];
+  xe_.resize((size_t)A * d), ye_.resize((size_t)A * d);
+  g_.resize(act_offsets_[E]), u_.resize(act_offsets_[E]), a_.resize(act_offsets_[E]);
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < A; p++) std::copy_n(inp + (size_t)row_token_[p] * d, d, xe_.data() + (size_t)p * d);
+
+  // 3. each expert: one GEMM chain on all of its rows
+  for (int e = 0; e < E; e++) {
+    int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
+    if (n == 0) continue;
+    size_t ao = act_offsets_[e];
+    swiglu_ffn_forward(ye_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
+                       xe_.data() + (size_t)r0 * d, experts_[e].weights(params_), n, d,
+                       m_.expert_widths[e], false);
+  }
+
+  // 4. combine: out[t] = Σ_j w_j · ye[pos_j] (+ shared expert)
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    float* o = out + (size_t)t * d;
+    std::fill(o, o + d, 0.0f);
+    for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
+      const float w = routing_.weight[j], *y = ye_.data() + (size_t)pos_[j] * d;
+      for (int i = 0; i < d; i++) o[i] += w * y[i];
+    }
+  }
+  if (m_.shared_expert_width > 0) {
+    size_t n = (size_t)N * m_.shared_expert_width;
+    sg_.resize(n), su_.resize(n), sa_.resize(n);
+    swiglu_ffn_forward(out, sg_.data(), su_.data(), sa_.data(), inp, shared_.weights(params_), N, d,
+                       m_.shared_expert_width, true);
+  }
+
+  // 5. auxiliary losses (values now; their gradients in backward)
+  AuxLossValues v = aux_loss_values(m_, cache_, routing_, step);
+  aux_total_ = v.total;
+  aux_terms_ = v.terms();
+}
+
+void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) {
+  const int d = d_, E = E_, A = routing_.num_assignments();
+  // 1. through the combine: dye[pos_j] = w_j·dout[t], dw_j = <dout[t], ye[pos_j]>
+  dye_.resize((size_t)A * d), dxe_.assign((size_t)A * d, 0.0f), dweight_.resize(A);
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    const float* g = dout + (size_t)t * d;
+    for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
+      const float w = routing_.weight[j];
+      const float* y = ye_.data() + (size_t)pos_[j] * d;
+      float* dy = dye_.data() + (size_t)pos_[j] * d;
+      float dw = 0.0f;
+      for (int i = 0; i < d; i++) dy[i] = w * g[i], dw += g[i] * y[i];
+      dweight_[j] = dw;
+    }
+  }
+  // 2. experts
+  size_t max_act = 0;
+  for (int e = 0; e < E; e++) max_act = std::max(max_act, act_offsets_[e + 1] - act_offsets_[e]);
+  if (m_.shared_expert_width > 0) max_act = std::max(max_act, (size_t)N * m_.shared_expert_width);
+  if (scratch_.size() < 3 * max_act) scratch_.resize(3 * max_act);
+  for (int e = 0; e < E; e++) {
+    int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
+    if (n == 0) continue;
+    size_t ao = act_offsets_[e];
+    swiglu_ffn_backward(dxe_.data() + (size_t)r0 * d, experts_[e].grads(params_), dye_.data() + (size_t)r0 * d,
+                        xe_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
+                        experts_[e].weights(params_), n, d, m_.expert_widths[e], scratch_.data());
+  }
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    float* dx = dinp + (size_t)t * d;
+    for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
+      const float* s = dxe_.data() + (size_t)pos_[j] * d;
+      for (int i = 0; i < d; i++) dx[i] += s[i];
+    }
+  }
+  if (m_.shared_expert_width > 0)
+    swiglu_ffn_backward(dinp, shared_.grads(params_), dout, inp, sg_.data(), su_.data(), sa_.data(),
+                        shared_.weights(params_), N, d, m_.shared_expert_width, scratch_.data());
+
+  // 3. router: gate-weight gradients and aux-loss gradients -> logits -> router weights, input
+  dlogits_.assign((size_t)N * E, 0.0f);
+  dgroup_logits_.assign((size_t)N * Ng_, 0.0f);
+  float* dgl = Ng_ > 0 ? dgroup_logits_.data() : nullptr;
+  aux_loss_backward(m_, cache_, routing_, step_, aux_scale, dweight_.data(), dlogits_.data(), dgl);
+  router_backward(m_, cache_, routing_, dweight_.data(), dlogits_.data(), dgl);
+  matmul_backward(dinp, params_.grad(gate_id_), dlogits_.data(), inp, params_.data(gate_id_), N, d, E);
+  if (Ng_ > 0)
+    matmul_backward(dinp, params_.grad(group_gate_id_), dgl, inp, params_.data(group_gate_id_), N, d, Ng_);
+}
+
+void MoeFfn::aux_terms(std::map<std::string, double>& sum) const {
+  for (auto& [k, v] : aux_terms_) sum[k] += v;
+}
+
+double MoeFfn::active_params_per_token() const {
+  // router (+ group router) and shared expert serve every token; each routed expert adds 3·d·W_e
+  double p = (double)d_ * (E_ + Ng_) + 3.0 * d_ * m_.shared_expert_width;
+  if (routing_.T == 0) return p;
+  double routed = 0.0;
+  for (int e = 0; e < E_; e++) routed += (double)routing_.tokens_per_expert[e] * m_.expert_widths[e];
+  return p + 3.0 * d_ * routed / routing_.T;
+}
+
+}  // namespace mohge

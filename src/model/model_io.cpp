@@ -1,0 +1,63 @@
+#include "model/model_io.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace mohge {
+
+void model_save(const std::string& dir, const Model& m) {
+  write_file_atomic(dir + "/config.json", model_config_to_json(m.cfg).dump(2) + "\n");
+  std::vector<TensorView> ts;
+  for (auto& p : m.params.infos()) {
+    ts.push_back({p.name, "F32", p.shape, m.params.all_data() + p.offset, (size_t)p.numel * 4});
+  }
+  safetensors_write(dir + "/model.safetensors", ts, {{"format", "pt"}});
+}
+
+nlohmann::json checkpoint_config_json(const std::string& dir) {
+  std::string cfg_path = dir + "/config.json";
+  MOHGE_CHECK(fs::exists(cfg_path), "{}: not a checkpoint (no config.json)", dir);
+  try {
+    return nlohmann::json::parse(read_file_text(cfg_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed JSON ({})", cfg_path, e.what());
+  }
+}
+
+void model_load_weights(const std::string& dir, Model& m) {
+  auto st = SafetensorsFile::load(dir + "/model.safetensors");
+  for (auto& p : m.params.infos())
+    std::copy_n(st.f32(p.name, p.shape), p.numel, m.params.all_data() + p.offset);
+  for (auto& t : st.tensors())
+    MOHGE_CHECK(m.params.find(t.name) >= 0,
+                "{}: tensor '{}' is not part of the model that config.json describes", st.path(),
+                t.name);
+}
+
+std::unique_ptr<Model> model_load(const std::string& dir) {
+  auto model = std::make_unique<Model>(model_config_from_json(checkpoint_config_json(dir), dir + "/config.json"));
+  model_load_weights(dir, *model);
+  return model;
+}
+
+std::string checkpoint_resolve(const std::string& path) {
+  MOHGE_CHECK(fs::exists(path), "checkpoint {} does not exist", path);
+  if (fs::exists(fs::path(path) / "config.json")) return path;
+  fs::path ck = fs::path(path) / "checkpoints";
+  std::string best;
+  if (fs::is_directory(ck))
+    for (auto& e : fs::directory_iterator(ck)) {
+      std::string name = e.path().filename().string();
+      if (name.rfind("step_", 0) == 0 && fs::exists(e.path() / "config.json") && name > fs::path(best).filename().string())
+        best = e.path().string();
+    }
+  MOHGE_CHECK(!best.empty(), "{}: neither a checkpoint (config.json) nor a run directory with checkpoints/", path);
+  return best;
+}
+
+}  // namespace mohge

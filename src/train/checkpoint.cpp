@@ -1,0 +1,69 @@
+#include "train/checkpoint.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/safetensors.h"
+#include "model/model_io.h"
+
+namespace fs = std::filesystem;
+
+namespace mohge {
+
+std::string checkpoint_save(const std::string& out_dir, const Model& m, const AdamW& opt,
+                            const TrainerState& st, const std::string& tokenizer_bytes,
+                            const std::string& run_toml, int keep) {
+  fs::path root = fs::path(out_dir) / "checkpoints";
+  fs::create_directories(root);
+  std::string name = fmt::format("step_{:08d}", st.step);
+  fs::path tmp = root / (".tmp_" + name), final_dir = root / name;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  model_save(tmp.string(), m);
+  std::vector<TensorView> ts;
+  for (auto& p : m.params.infos()) {
+    ts.push_back({"m." + p.name, "F32", p.shape, opt.m.data() + p.offset, (size_t)p.numel * 4});
+    ts.push_back({"v." + p.name, "F32", p.shape, opt.v.data() + p.offset, (size_t)p.numel * 4});
+  }
+  safetensors_write((tmp / "optimizer.safetensors").string(), ts);
+  nlohmann::json js = {{"step", st.step},
+                       {"loader_seed", st.loader.seed},
+                       {"loader_batches", st.loader.batches},
+                       {"tokens", st.tokens},
+                       {"elapsed_s", st.elapsed_s}};
+  write_file_atomic((tmp / "trainer_state.json").string(), js.dump(2) + "\n");
+  write_file_atomic((tmp / "tokenizer.model").string(), tokenizer_bytes);
+  write_file_atomic((tmp / "run.toml").string(), run_toml);
+  fs::remove_all(final_dir);  // only when re-saving the same step (e.g. after a resume)
+  fs::rename(tmp, final_dir);
+  // prune: keep the newest `keep` complete checkpoints
+  std::vector<fs::path> all;
+  for (auto& e : fs::directory_iterator(root))
+    if (e.path().filename().string().rfind("step_", 0) == 0) all.push_back(e.path());
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i + keep < all.size(); i++) fs::remove_all(all[i]);
+  return final_dir.string();
+}
+
+void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st) {
+  auto f = SafetensorsFile::load(dir + "/optimizer.safetensors");
+  for (auto& p : m.params.infos()) {
+    std::copy_n(f.f32("m." + p.name, p.shape), p.numel, opt.m.data() + p.offset);
+    std::copy_n(f.f32("v." + p.name, p.shape), p.numel, opt.v.data() + p.offset);
+  }
+  std::string path = dir + "/trainer_state.json";
+  try {
+    auto j = nlohmann::json::parse(read_file_text(path));
+    st.step = j.at("step").get<int64_t>();
+    st.loader.seed = j.at("loader_seed").get<uint64_t>();
+    st.loader.batches = j.at("loader_batches").get<uint64_t>();
+    st.tokens = j.at("tokens").get<double>();
+    st.elapsed_s = j.at("elapsed_s").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: corrupt trainer state ({})", path, e.what());
+  }
+}
+
+}  // namespace mohge

@@ -1,0 +1,32 @@
+// defines: TrainerState, checkpoint_save, checkpoint_load_training — full training checkpoints
+// Layout of <out_dir>/checkpoints/step_XXXXXXXX/:
+//   config.json, model.safetensors   model (model_io.h; loadable on their own)
+//   optimizer.safetensors            AdamW moments "m.<param>", "v.<param>"
+//   trainer_state.json               step, data-loader position, counters
+//   tokenizer.model                  the SentencePiece model the run trained with
+//   run.toml                         the resolved run config
+// The directory is written as .tmp_step_XXXXXXXX and renamed when complete, so a run killed at
+// any moment leaves every earlier checkpoint intact and never a half-written one under step_*.
+#pragma once
+#include <string>
+
+#include "data/dataloader.h"
+#include "model/model.h"
+#include "train/optimizer.h"
+
+namespace mohge {
+
+struct TrainerState {
+  int64_t step = 0;  // optimizer steps completed
+  LoaderState loader;
+  double tokens = 0, elapsed_s = 0;
+};
+
+// Returns the checkpoint directory written. Keeps the newest `keep` checkpoints.
+std::string checkpoint_save(const std::string& out_dir, const Model& m, const AdamW& opt,
+                            const TrainerState& st, const std::string& tokenizer_bytes,
+                            const std::string& run_toml, int keep);
+// Restores optimizer moments and trainer state from a checkpoint dir into opt/st.
+void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st);
+
+}  // namespace mohge

@@ -1,0 +1,49 @@
+// defines: TrainConfig, DataConfig, RunConfig, run_config_read
+// A run is one TOML file ([model], [moe], [data], [train]); every key can be overridden with
+// --set section.key=value. Unknown keys and sections are errors.
+#pragma once
+#include <string>
+
+#include "core/toml_config.h"
+#include "model/model_config.h"
+
+namespace mohge {
+
+struct DataConfig {
+  std::string dir = "data/default";  // holds train.bin, val.bin (mohge data prepare)
+  std::string tokenizer;             // default: <dir>/tokenizer.model
+};
+
+struct TrainConfig {
+  int batch_size = 8;      // sequences per micro-batch
+  int seq_len = 256;
+  int grad_accum = 1;      // micro-batches per optimizer step
+  int steps = 1000;
+  double lr = 1e-3;
+  double min_lr = 1e-4;    // cosine decays lr -> min_lr
+  int warmup_steps = 50;
+  double weight_decay = 0.1;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;  // global-norm clip; 0 = off
+  bool decay_norms_and_embeddings = false;
+  uint64_t seed = 1337;
+  int eval_every = 100;    // steps; 0 = only at the end
+  int eval_batches = 20;
+  int checkpoint_every = 200;  // steps; 0 = only at the end
+  int keep_checkpoints = 2;
+  int log_every = 10;      // progress lines when stdout is not a terminal
+  std::string out_dir = "runs/default";
+  int threads = 0;         // 0 = all cores
+};
+
+struct RunConfig {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  std::string toml;  // the resolved config, stored with checkpoints
+};
+
+// Reads a TOML file (or the built-in defaults when path is empty) with overrides applied.
+RunConfig run_config_read(const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace mohge

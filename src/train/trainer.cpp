@@ -1,0 +1,174 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fileio.h"
+#include "data/tokenizer.h"
+#include "eval/eval_loss.h"
+#include "model/model_io.h"
+#include "train/checkpoint.h"
+#include "train/routing_log.h"
+
+namespace fs = std::filesystem;
+
+namespace mohge {
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;  // the one piece of process state: Ctrl-C
+void on_sigint(int) { g_interrupted = 1; }
+
+std::string fmt_duration(double s) {
+  int t = (int)s;
+  return t >= 3600 ? fmt::format("{}h{:02d}m", t / 3600, t / 60 % 60)
+                   : fmt::format("{}m{:02d}s", t / 60, t % 60);
+}
+
+// Keeps the JSONL log consistent with a resumed run: drop records past the resumed step.
+void truncate_log(const std::string& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", (int64_t)0) <= step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
+  const TrainConfig& tc = rc.train;
+  if (tc.threads > 0) omp_set_num_threads(tc.threads);
+  const int B = tc.batch_size, T = tc.seq_len;
+
+  Tokenizer tok = Tokenizer::load(rc.data.tokenizer);
+  MOHGE_CHECK(tok.vocab_size() <= rc.model.vocab_size,
+              "tokenizer {} has {} tokens but model.vocab_size is {}", rc.data.tokenizer,
+              tok.vocab_size(), rc.model.vocab_size);
+  auto train_shard = std::make_shared<TokenShard>(rc.data.dir + "/train.bin");
+  auto val_shard = std::make_shared<TokenShard>(rc.data.dir + "/val.bin");
+  for (auto* s : {train_shard.get(), val_shard.get()})
+    MOHGE_CHECK(s->vocab_size() <= rc.model.vocab_size,
+                "{} was tokenized with vocab {} > model.vocab_size {}", rc.data.dir,
+                s->vocab_size(), rc.model.vocab_size);
+  DataLoader train_loader(train_shard, B, T, tc.seed);
+  DataLoader val_loader(val_shard, B, T, tc.seed);
+
+  fs::create_directories(tc.out_dir);
+  const std::string log_path = tc.out_dir + "/log.jsonl";
+  Model model(rc.model);
+  AdamW adamw(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay, tc.decay_norms_and_embeddings});
+  TrainerState st;
+  st.loader = train_loader.state();
+  if (opt.resume && fs::exists(fs::path(tc.out_dir) / "checkpoints")) {
+    std::string dir = checkpoint_resolve(tc.out_dir);
+    MOHGE_CHECK(checkpoint_config_json(dir) == model_config_to_json(model.cfg),
+                "--resume: the model config differs from the checkpoint in {}", dir);
+    model_load_weights(dir, model);
+    checkpoint_load_training(dir, model, adamw, st);
+    train_loader.set_state(st.loader);
+    truncate_log(log_path, st.step);
+    fmt::print("resumed from {} (step {})\n", dir, st.step);
+  } else {
+    model.init_weights(tc.seed);
+    if (fs::exists(log_path)) fs::remove(log_path);
+  }
+  std::ofstream log(log_path, std::ios::app);
+  MOHGE_CHECK(log.good(), "cannot write {}", log_path);
+
+  auto prev_handler = std::signal(SIGINT, on_sigint);
+  g_interrupted = 0;
+  const bool tty = opt.progress && isatty(fileno(stdout));
+  std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
+  TrainSummary sum;
+  RoutingLog routing(model);
+  const int64_t first_step = st.step;
+  const double tokens_per_step = (double)B * T * tc.grad_accum;
+  double run_s = 0.0;
+  auto save = [&] {
+    st.loader = train_loader.state();
+    sum.checkpoint = checkpoint_save(tc.out_dir, model, adamw, st, tok.serialized(), rc.toml, tc.keep_checkpoints);
+  };
+  auto evaluate = [&] {
+    EvalResult r = evaluate_loss(model, val_loader, tc.eval_batches);
+    sum.val_loss = r.loss;
+    log << nlohmann::json{{"step", st.step}, {"val_loss", r.loss}, {"val_ppl", r.perplexity}, {"val_tokens", r.tokens}}.dump() << "\n";
+    log.flush();
+    return r;
+  };
+
+  while (st.step < tc.steps && !g_interrupted) {
+    auto t0 = std::chrono::steady_clock::now();
+    model.params.zero_grad();
+    routing.begin_step();
+    double lm = 0.0, aux = 0.0;
+    std::map<std::string, double> aux_terms;
+    for (int micro = 0; micro < tc.grad_accum; micro++) {
+      train_loader.next_batch(in.data(), tg.data());
+      lm += model.forward(in.data(), tg.data(), B, T, st.step) / tc.grad_accum;
+      aux += model.aux_loss() / tc.grad_accum;
+      for (auto& [k, v] : model.aux_terms()) aux_terms[k] += v / tc.grad_accum;
+      routing.add_micro_batch();
+      model.backward(1.0f / tc.grad_accum);
+    }
+    const double norm = grad_global_norm(model.params.all_grad(), model.params.total());
+    MOHGE_CHECK(std::isfinite(norm) && std::isfinite(lm),
+                "training diverged at step {} (loss {}, grad norm {}): lower train.lr", st.step, lm, norm);
+    if (tc.grad_clip > 0 && norm > tc.grad_clip)
+      grad_scale(model.params.all_grad(), model.params.total(), (float)(tc.grad_clip / norm));
+    const double lr = lr_schedule(st.step, tc.steps, tc.warmup_steps, tc.lr, tc.min_lr);
+    adamw.step(model.params, lr, st.step + 1);
+    st.step++;
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.tokens += tokens_per_step;
+    st.elapsed_s += dt;
+    run_s += dt;
+    const double tps = tokens_per_step * (st.step - first_step) / run_s;
+    sum.train_loss = lm;
+    sum.tokens_per_s = tps;
+
+    nlohmann::json rec = {{"step", st.step}, {"loss", lm + aux}, {"lm_loss", lm},  {"lr", lr},
+                          {"grad_norm", norm}, {"tokens_per_s", tokens_per_step / dt},
+                          {"tokens", st.tokens}, {"elapsed_s", st.elapsed_s}};
+    if (model.cfg.is_moe()) {
+      rec["aux_loss"] = aux;
+      rec["aux"] = aux_terms;
+      rec["routing"] = routing.step_record();
+    }
+    log << rec.dump() << "\n";
+
+    const double eta = (tc.steps - st.step) * run_s / (st.step - first_step);
+    std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | ETA {}",
+                                   st.step, tc.steps, lm + aux, lr, norm, tps, fmt_duration(eta));
+    if (tty) fmt::print("\r{}\033[K", line), std::fflush(stdout);
+    else if (opt.progress && (st.step % tc.log_every == 0 || st.step == tc.steps)) fmt::print("{}\n", line);
+
+    bool last = st.step == tc.steps;
+    bool stop = opt.stop_after > 0 && st.step - first_step >= opt.stop_after;
+    if ((tc.eval_every > 0 && st.step % tc.eval_every == 0) || last) {
+      EvalResult r = evaluate();
+      if (opt.progress) fmt::print("{}step {:>6} | val loss {:.4f} | val ppl {:.2f}\n", tty ? "\n" : "", st.step, r.loss, r.perplexity);
+    }
+    if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || last || stop) save();
+    if (stop) break;
+  }
+  if (g_interrupted) {
+    save();
+    fmt::print("\ninterrupted: checkpoint {} written; continue with --resume\n", sum.checkpoint);
+  }
+  std::signal(SIGINT, prev_handler);
+  sum.steps = st.step;
+  return sum;
+}
+
+}  // namespace mohge

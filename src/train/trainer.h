@@ -1,0 +1,27 @@
+// defines: TrainSummary, train_run — the training loop
+// No globals: everything a run needs comes in through RunConfig; state lives in the Trainer
+// objects of one call, so tests (and later, ranks) can run several trainers in one process.
+#pragma once
+#include <string>
+
+#include "train/train_config.h"
+
+namespace mohge {
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double train_loss = 0;  // mean LM loss of the last step
+  double val_loss = 0;
+  double tokens_per_s = 0;
+  std::string checkpoint;  // the last checkpoint written
+};
+
+struct TrainOptions {
+  bool resume = false;    // continue from the newest checkpoint in train.out_dir
+  bool progress = true;   // live progress display on stdout
+  int stop_after = 0;     // stop (with a checkpoint) after this many steps of this call; 0 = run to the end
+};
+
+TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt);
+
+}  // namespace mohge

@@ -1,0 +1,661 @@
+// defines: the op test table — every op of kernels/ops.h (fp32 fast path) judged against the
+// float64 reference of kernels/reference.h, ggml test-backend-ops style.
+// One table (all_cases) lists op cases with their shapes; one driver (OpTest) runs each case:
+//   forward   fast outputs vs the reference forward, max error per tensor relative to max |ref|;
+//   backward  fast gradients vs central finite differences of L = Σ g ⊙ ref_forward(inputs) in
+//             float64, on up to kFdSamples sampled coordinates per input tensor;
+//   accumulate  backward called twice on pre-filled gradients gives pre-fill + 2 · gradient;
+//   extra     the op's own properties (causality, RoPE adjoint, in-place cross-entropy, ...).
+// Each case prints one line with the max error per tensor (the llm.c habit).
+#include <gtest/gtest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "kernels/reference.h"
+
+namespace {
+
+using mohge::ref::Vec;
+using F = std::vector<float>;
+using Ints = std::vector<int32_t>;
+
+constexpr double kFwdTol = 1e-5;    // max |fast − ref| / max |ref|, per output tensor
+constexpr double kBwdTol = 1e-4;    // max |fast − fd| / max |fd|, per input tensor
+constexpr double kAccTol = 1e-5;    // accumulation, relative to max(|pre-fill|, |grad|)
+constexpr size_t kFdSamples = 64;   // finite-difference coordinates per input tensor
+constexpr float kTheta = 10000.0f;  // RoPE base (SPEC §1)
+constexpr float kEps = 1e-6f;       // RMSNorm eps (SPEC §1)
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+Vec to_double(const F& x) { return Vec(x.begin(), x.end()); }
+
+double max_abs(const Vec& x) {
+  double m = 0.0;
+  for (double v : x) m = std::isfinite(v) ? std::max(m, std::fabs(v)) : INFINITY;
+  return m;
+}
+double max_abs(const F& x) { return max_abs(to_double(x)); }
+
+// max |a − b| / max(max |b|, max |a|, floor); infinite if anything is non-finite or sizes differ.
+double rel_err(const Vec& a, const Vec& b, double floor = 1e-30) {
+  if (a.size() != b.size()) return INFINITY;
+  double diff = 0.0;
+  for (size_t i = 0; i < a.size(); i++) {
+    double d = std::fabs(a[i] - b[i]);
+    if (!std::isfinite(d)) return INFINITY;
+    diff = std::max(diff, d);
+  }
+  return diff / std::max({max_abs(a), max_abs(b), floor});
+}
+double rel_err(const F& a, const Vec& b) { return rel_err(to_double(a), b); }
+double rel_err(const F& a, const F& b) { return rel_err(to_double(a), to_double(b)); }
+
+double dot(const F& a, const F& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  F uniform(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    F x(n);
+    for (auto& v : x) v = d(gen);
+    return x;
+  }
+  Ints ints(size_t n, int lo, int hi) {  // uniform in [lo, hi]
+    std::uniform_int_distribution<int> d(lo, hi);
+    Ints x(n);
+    for (auto& v : x) v = d(gen);
+    return x;
+  }
+  // k distinct coordinates of [0, n) (all when n ≤ k), stratified: one uniform draw from each of
+  // k equal slices, so every region of the tensor (every row block) is probed; the first and
+  // last coordinates are always included.
+  std::vector<size_t> sample(size_t n, size_t k) {
+    std::vector<size_t> idx;
+    if (n <= k) {
+      for (size_t i = 0; i < n; i++) idx.push_back(i);
+      return idx;
+    }
+    for (size_t j = 0; j < k; j++) {
+      size_t lo = j * n / k, hi = (j + 1) * n / k;  // hi > lo since n > k
+      idx.push_back(lo + std::uniform_int_distribution<size_t>(0, hi - lo - 1)(gen));
+    }
+    idx.front() = 0;
+    idx.back() = n - 1;
+    return idx;
+  }
+};
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+struct Tensor {
+  std::string name;
+  F data;
+};
+
+// ---------------------------------------------------------------------------------------------
+// the case interface: one row of the table
+
+struct OpCase {
+  virtual ~OpCase() = default;
+  virtual std::string op() const = 0;
+  virtual std::string shape() const = 0;
+  // Fill `inputs` (the float tensors backward differentiates) and any integer inputs.
+  virtual void init(Rng& rng) = 0;
+  // Fast forward on `inputs`. The first n_grad_outputs() outputs receive an upstream gradient;
+  // later ones are tensors saved for backward (rstd, att), checked against the reference too.
+  virtual std::vector<Tensor> forward() = 0;
+  // Reference forward on the given inputs (same order as `inputs`), outputs as forward().
+  virtual std::vector<Vec> ref_forward(const std::vector<Vec>& in) const = 0;
+  virtual int n_grad_outputs() const { return 1; }
+  virtual bool has_backward() const { return true; }
+  // Whether the op's backward accumulates (+=) by its ops.h contract; others are wrapped here.
+  virtual bool accumulates() const { return true; }
+  // Whether the gradient of inputs[i] is identically zero for this case (then it must be zero).
+  virtual bool zero_grad(size_t /*i*/) const { return false; }
+  // Coordinates of inputs[i] the finite-difference check must include besides the sample.
+  virtual std::vector<size_t> key_coords(size_t /*i*/) const { return {}; }
+  virtual F upstream(int /*out*/, size_t n, Rng& rng) const { return rng.uniform(n); }
+  // Fast backward for upstream gradients dout; grads[i] (sized like inputs[i]) is accumulated.
+  virtual void backward(const std::vector<Tensor>& outs, const std::vector<F>& dout,
+                        std::vector<F>& grads) {}
+  // Op-specific properties: append "name err" items to `summary`, EXPECT inside.
+  virtual void extra(Rng& rng, std::string& summary) {}
+
+  std::vector<Tensor> inputs;
+  const F& in(size_t i) const { return inputs[i].data; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// matmul: out[N,O] = inp[N,I] · w[O,I]ᵀ
+
+struct MatmulCase : OpCase {
+  int N, I, O;
+  MatmulCase(int N, int I, int O) : N(N), I(I), O(O) {}
+  std::string op() const override { return "matmul"; }
+  std::string shape() const override { return fmt::format("N={} I={} O={}", N, I, O); }
+  void init(Rng& rng) override {
+    inputs = {{"inp", rng.uniform((size_t)N * I)}, {"w", rng.uniform((size_t)O * I)}};
+  }
+  std::vector<Tensor> forward() override {
+    F out((size_t)N * O, NAN);  // NaN: accumulate=false must overwrite
+    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O);
+    return {{"out", out}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    return {mohge::ref::matmul(x[0], x[1], N, I, O)};
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
+                std::vector<F>& g) override {
+    mohge::matmul_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
+                           N, I, O);
+  }
+  void extra(Rng& rng, std::string& summary) override {
+    // forward with accumulate=true adds into a pre-filled out
+    F pre = rng.uniform((size_t)N * O), out = pre;
+    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O, /*accumulate=*/true);
+    Vec want = mohge::ref::add(to_double(pre), mohge::ref::matmul(to_double(in(0)),
+                                                                  to_double(in(1)), N, I, O));
+    double e_acc = rel_err(out, want);
+    EXPECT_LE(e_acc, kFwdTol) << "matmul_forward(accumulate=true)";
+    // backward with one of the outputs null computes the other alone
+    F dout = rng.uniform((size_t)N * O);
+    F dinp((size_t)N * I, 0.f), dw((size_t)O * I, 0.f), dinp1 = dinp, dw1 = dw;
+    mohge::matmul_backward(dinp.data(), dw.data(), dout.data(), in(0).data(), in(1).data(), N, I,
+                           O);
+    mohge::matmul_backward(dinp1.data(), nullptr, dout.data(), in(0).data(), in(1).data(), N, I,
+                           O);
+    mohge::matmul_backward(nullptr, dw1.data(), dout.data(), in(0).data(), in(1).data(), N, I, O);
+    double e_null = std::max(rel_err(dinp1, dinp), rel_err(dw1, dw));
+    EXPECT_LE(e_null, 1e-6) << "matmul_backward with a null output";
+    summary += fmt::format(" | fwd-accumulate {:.1e} null-grad {:.1e}", e_acc, e_null);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// embedding: out[N,C] = wte[tokens[n]]
+
+struct EmbeddingCase : OpCase {
+  int N, V, C;
+  Ints tokens;
+  EmbeddingCase(int N, int V, int C) : N(N), V(V), C(C) {}
+  std::string op() const override { return "embedding"; }
+  std::string shape() const override { return fmt::format("N={} V={} C={}", N, V, C); }
+  void init(Rng& rng) override {
+    inputs = {{"wte", rng.uniform((size_t)V * C)}};
+    tokens = rng.ints(N, 0, V - 1);
+    tokens[0] = V - 1;  // the last row of the table
+    if (N >= 3) tokens[N - 1] = tokens[N / 2] = tokens[1];  // a token repeated ≥ 3 times
+  }
+  std::vector<Tensor> forward() override {
+    F out((size_t)N * C, NAN);
+    mohge::embedding_forward(out.data(), tokens.data(), in(0).data(), N, C);
+    return {{"out", out}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    return {mohge::ref::embedding(tokens, x[0], N, C)};
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
+                std::vector<F>& g) override {
+    mohge::embedding_backward(g[0].data(), dout[0].data(), tokens.data(), N, C);
+  }
+  void extra(Rng& rng, std::string& summary) override {
+    // every row of dwte is the sum of dout over the positions holding that token (repeats
+    // included); rows of tokens that never occur stay exactly at zero
+    F dout = rng.uniform((size_t)N * C), dwte((size_t)V * C, 0.f);
+    mohge::embedding_backward(dwte.data(), dout.data(), tokens.data(), N, C);
+    Vec want((size_t)V * C, 0.0);
+    int max_rep = 0;
+    for (int v = 0; v < V; v++) {
+      int rep = 0;
+      for (int n = 0; n < N; n++)
+        if (tokens[n] == v) {
+          rep++;
+          for (int c = 0; c < C; c++) want[(size_t)v * C + c] += dout[(size_t)n * C + c];
+        }
+      max_rep = std::max(max_rep, rep);
+    }
+    double e = rel_err(dwte, want);
+    EXPECT_LE(e, 1e-6) << "embedding_backward scatter-add with repeated tokens";
+    if (N >= 3) {
+      EXPECT_GE(max_rep, 3) << "the case should repeat a token";
+    }
+    summary += fmt::format(" | scatter (max repeat {}) {:.1e}", max_rep, e);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// rmsnorm: out = inp · rstd · w
+
+struct RMSNormCase : OpCase {
+  int N, C;
+  float scale;  // input magnitude; small values make eps matter
+  RMSNormCase(int N, int C, float scale = 1.0f) : N(N), C(C), scale(scale) {}
+  std::string op() const override { return "rmsnorm"; }
+  std::string shape() const override {
+    return fmt::format("N={} C={}{}", N, C, scale != 1.0f ? fmt::format(" |x|~{:g}", scale) : "");
+  }
+  void init(Rng& rng) override {
+    inputs = {{"inp", rng.uniform((size_t)N * C, -scale, scale)}, {"w", rng.uniform(C, 0.5f, 1.5f)}};
+  }
+  std::vector<Tensor> forward() override {
+    F out((size_t)N * C, NAN), rstd(N, NAN);
+    mohge::rmsnorm_forward(out.data(), rstd.data(), in(0).data(), in(1).data(), N, C, kEps);
+    return {{"out", out}, {"rstd", rstd}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    Vec rstd;
+    Vec out = mohge::ref::rmsnorm(x[0], x[1], N, C, kEps, &rstd);
+    return {out, rstd};
+  }
+  void backward(const std::vector<Tensor>& outs, const std::vector<F>& dout,
+                std::vector<F>& g) override {
+    mohge::rmsnorm_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
+                            outs[1].data.data(), N, C);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// rope: in place on x[B,T,H,hd]; backward is the inverse rotation of the gradient
+
+struct RopeCase : OpCase {
+  int B, T, H, hd, pos0;
+  RopeCase(int B, int T, int H, int hd, int pos0) : B(B), T(T), H(H), hd(hd), pos0(pos0) {}
+  std::string op() const override { return "rope"; }
+  std::string shape() const override {
+    return fmt::format("B={} T={} H={} hd={} pos0={}", B, T, H, hd, pos0);
+  }
+  size_t n() const { return (size_t)B * T * H * hd; }
+  void init(Rng& rng) override { inputs = {{"x", rng.uniform(n())}}; }
+  F apply(F x, bool inverse) const {
+    mohge::rope_apply(x.data(), B, T, H, hd, kTheta, pos0, inverse);
+    return x;
+  }
+  std::vector<Tensor> forward() override { return {{"out", apply(in(0), false)}}; }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    return {mohge::ref::rope(x[0], B, T, H, hd, kTheta, pos0, false)};
+  }
+  bool accumulates() const override { return false; }  // in place by contract
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
+                std::vector<F>& g) override {
+    F d = apply(dout[0], /*inverse=*/true);
+    for (size_t i = 0; i < d.size(); i++) g[0][i] += d[i];
+  }
+  void extra(Rng& rng, std::string& summary) override {
+    const F& x = in(0);
+    F y = rng.uniform(n());
+    // the inverse direction against the reference
+    double e_inv = rel_err(apply(x, true), mohge::ref::rope(to_double(x), B, T, H, hd, kTheta,
+                                                            pos0, true));
+    EXPECT_LE(e_inv, kFwdTol) << "rope_apply(inverse=true) vs reference";
+    // inverse(apply(x)) == x
+    double e_rt = rel_err(apply(apply(x, false), true), x);
+    EXPECT_LE(e_rt, 1e-6) << "rope inverse(apply(x)) != x";
+    // the inverse is the adjoint: <R x, y> == <x, Rᵀ y>
+    double lhs = dot(apply(x, false), y), rhs = dot(x, apply(y, true));
+    double e_adj = std::fabs(lhs - rhs) / std::sqrt(dot(x, x) * dot(y, y));
+    EXPECT_LE(e_adj, 1e-6) << "rope inverse is not the adjoint: " << lhs << " vs " << rhs;
+    summary += fmt::format(" | inverse {:.1e} roundtrip {:.1e} adjoint {:.1e}", e_inv, e_rt, e_adj);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// attention: causal MHA / GQA
+
+struct AttentionCase : OpCase {
+  int B, T, H, KVH, hd;
+  AttentionCase(int B, int T, int H, int KVH, int hd) : B(B), T(T), H(H), KVH(KVH), hd(hd) {}
+  std::string op() const override { return "attention"; }
+  std::string shape() const override {
+    return fmt::format("B={} T={} H={} KVH={} hd={}", B, T, H, KVH, hd);
+  }
+  void init(Rng& rng) override {
+    // |q|, |k| up to 2 gives peaked but not one-hot softmax rows
+    inputs = {{"q", rng.uniform((size_t)B * T * H * hd, -2.f, 2.f)},
+              {"k", rng.uniform((size_t)B * T * KVH * hd, -2.f, 2.f)},
+              {"v", rng.uniform((size_t)B * T * KVH * hd)}};
+  }
+  std::vector<Tensor> run(const F& q, const F& k, const F& v) const {
+    F out((size_t)B * T * H * hd, NAN), att((size_t)B * H * T * T, NAN);
+    mohge::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, KVH,
+                             hd);
+    return {{"out", out}, {"att", att}};
+  }
+  std::vector<Tensor> forward() override { return run(in(0), in(1), in(2)); }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    Vec att;
+    Vec out = mohge::ref::attention(x[0], x[1], x[2], B, T, H, KVH, hd, &att);
+    return {out, att};
+  }
+  // with one key the softmax is constant 1: out = v, nothing flows to q or k
+  bool zero_grad(size_t i) const override { return T == 1 && i < 2; }
+  void backward(const std::vector<Tensor>& outs, const std::vector<F>& dout,
+                std::vector<F>& g) override {
+    mohge::attention_backward(g[0].data(), g[1].data(), g[2].data(), dout[0].data(),
+                              outs[1].data.data(), in(0).data(), in(1).data(), in(2).data(), B, T,
+                              H, KVH, hd);
+  }
+  void extra(Rng& rng, std::string& summary) override {
+    if (T < 2) return;
+    // Perturb k and v at time t0 in every batch and kv head: rows t < t0 must not change,
+    // rows t ≥ t0 must.
+    const int t0 = T / 2 + 1 < T ? T / 2 + 1 : T - 1;
+    F k = in(1), v = in(2);
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < KVH * hd; i++) {
+        size_t at = ((size_t)b * T + t0) * KVH * hd + i;
+        k[at] += 1.5f;
+        v[at] -= 1.0f;
+      }
+    auto base = run(in(0), in(1), in(2)), pert = run(in(0), k, v);
+    double past = 0.0, future = 0.0;
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++)
+        for (int i = 0; i < H * hd; i++) {
+          size_t at = ((size_t)b * T + t) * H * hd + i;
+          double d = std::fabs((double)pert[0].data[at] - base[0].data[at]);
+          (t < t0 ? past : future) = std::max(t < t0 ? past : future, d);
+        }
+    EXPECT_LE(past, 1e-6) << "attention: a row t < " << t0 << " sees key " << t0;
+    EXPECT_GE(future, 1e-3) << "attention: perturbing key " << t0 << " changed nothing";
+    summary += fmt::format(" | causal: rows<{} moved {:.1e}, rows>={} moved {:.1e}", t0, past,
+                           t0, future);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// swiglu: out = silu(gate) · up
+
+struct SwiGLUCase : OpCase {
+  int64_t N;
+  float range;
+  SwiGLUCase(int64_t N, float range) : N(N), range(range) {}
+  std::string op() const override { return "swiglu"; }
+  std::string shape() const override { return fmt::format("N={} |gate|<={:g}", N, range); }
+  void init(Rng& rng) override {
+    inputs = {{"gate", rng.uniform(N, -range, range)}, {"up", rng.uniform(N, -2.f, 2.f)}};
+    if (N >= 4) {  // saturated gates: exp(-g) overflows float for g < -88.7
+      inputs[0].data[0] = -100.f;
+      inputs[0].data[1] = 100.f;
+      inputs[0].data[2] = 0.f;
+    }
+  }
+  std::vector<Tensor> forward() override {
+    F out(N, NAN);
+    mohge::swiglu_forward(out.data(), in(0).data(), in(1).data(), N);
+    return {{"out", out}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    return {mohge::ref::swiglu(x[0], x[1])};
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
+                std::vector<F>& g) override {
+    mohge::swiglu_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
+                           N);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// cross-entropy: losses[N] and dlogits = (softmax − onehot) · dscale, i.e. ∂(dscale · Σ losses)
+
+struct CrossEntropyCase : OpCase {
+  int N, V;
+  float scale, dscale;  // logits magnitude; upstream gradient of every loss
+  Ints targets;
+  CrossEntropyCase(int N, int V, float scale, float dscale)
+      : N(N), V(V), scale(scale), dscale(dscale) {}
+  std::string op() const override { return "xent"; }
+  std::string shape() const override {
+    return fmt::format("N={} V={} |logit|<={:g} dscale={:g}", N, V, scale, dscale);
+  }
+  void init(Rng& rng) override {
+    inputs = {{"logits", rng.uniform((size_t)N * V, -scale, scale)}};
+    targets = rng.ints(N, 0, V - 1);
+    targets[0] = V - 1;
+    if (N > 1) targets[1] = 0;
+  }
+  double total = 0.0;  // the fast return value of the last forward()
+  std::vector<Tensor> forward() override {
+    F losses(N, NAN);
+    total = mohge::crossentropy_forward_backward(nullptr, losses.data(), in(0).data(),
+                                                 targets.data(), N, V, dscale);
+    return {{"losses", losses}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    return {mohge::ref::crossentropy(x[0], targets, N, V)};
+  }
+  bool accumulates() const override { return false; }  // dlogits is written, not accumulated
+  F upstream(int, size_t n, Rng&) const override { return F(n, dscale); }
+  // the target logits carry the −dscale of the one-hot term
+  std::vector<size_t> key_coords(size_t) const override {
+    std::vector<size_t> k;
+    for (int n = 0; n < N; n++) k.push_back((size_t)n * V + targets[n]);
+    return k;
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>&, std::vector<F>& g) override {
+    F d((size_t)N * V, NAN);
+    mohge::crossentropy_forward_backward(d.data(), nullptr, in(0).data(), targets.data(), N, V,
+                                         dscale);
+    for (size_t i = 0; i < d.size(); i++) g[0][i] += d[i];
+  }
+  void extra(Rng&, std::string& summary) override {
+    auto outs = forward();
+    const F& losses = outs[0].data;
+    Vec ref = mohge::ref::crossentropy(to_double(in(0)), targets, N, V);
+    double ref_sum = std::accumulate(ref.begin(), ref.end(), 0.0);
+    double sum_losses = 0.0;
+    for (float l : losses) sum_losses += l;
+    // the return value is the sum of the losses written
+    double e_ret = std::fabs(total - sum_losses) / std::max(std::fabs(sum_losses), 1e-30);
+    EXPECT_LE(e_ret, 1e-12) << "returned total != Σ losses";
+    double e_sum = std::fabs(total - ref_sum) / std::max(max_abs(ref) * N, 1e-30);
+    EXPECT_LE(e_sum, kFwdTol) << "returned total vs reference Σ losses";
+    // all outputs optional: the total alone
+    double t_only = mohge::crossentropy_forward_backward(nullptr, nullptr, in(0).data(),
+                                                         targets.data(), N, V, dscale);
+    EXPECT_LE(std::fabs(t_only - total), 1e-12 * std::max(std::fabs(total), 1.0));
+    // in place: dlogits aliases logits, same result as out of place
+    F d((size_t)N * V, NAN), l2(N, NAN), buf = in(0), l3(N, NAN);
+    mohge::crossentropy_forward_backward(d.data(), l2.data(), in(0).data(), targets.data(), N, V,
+                                         dscale);
+    double t3 = mohge::crossentropy_forward_backward(buf.data(), l3.data(), buf.data(),
+                                                     targets.data(), N, V, dscale);
+    double e_inplace = std::max(rel_err(buf, d), rel_err(l3, losses));
+    EXPECT_LE(e_inplace, 1e-6) << "in-place dlogits differs from out-of-place";
+    EXPECT_LE(std::fabs(t3 - total), 1e-12 * std::max(std::fabs(total), 1.0));
+    EXPECT_LE(rel_err(l2, losses), 1e-6) << "losses differ when dlogits is requested";
+    summary += fmt::format(" | total {:.1e} (ret=Σ {:.0e}) in-place {:.1e}", e_sum, e_ret,
+                           e_inplace);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// add_inplace: y += x (no backward: the gradient passes through unchanged)
+
+struct AddCase : OpCase {
+  int64_t N;
+  explicit AddCase(int64_t N) : N(N) {}
+  std::string op() const override { return "add"; }
+  std::string shape() const override { return fmt::format("N={}", N); }
+  void init(Rng& rng) override { inputs = {{"y", rng.uniform(N)}, {"x", rng.uniform(N)}}; }
+  std::vector<Tensor> forward() override {
+    F y = in(0);
+    mohge::add_inplace(y.data(), in(1).data(), N);
+    return {{"out", y}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x) const override {
+    return {mohge::ref::add(x[0], x[1])};
+  }
+  bool has_backward() const override { return false; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// the table
+
+struct Row {
+  std::string name;
+  std::function<std::unique_ptr<OpCase>()> make;
+};
+void PrintTo(const Row& r, std::ostream* os) { *os << r.name; }
+
+template <class Case, class... A>
+Row row(A... a) {
+  auto c = std::make_unique<Case>(a...);
+  std::string name = c->op() + " " + c->shape();
+  return {name, [=] { return std::make_unique<Case>(a...); }};
+}
+
+std::vector<Row> all_cases() {
+  return {
+      row<MatmulCase>(1, 1, 1),
+      row<MatmulCase>(13, 17, 11),
+      row<MatmulCase>(70, 64, 96),
+      row<EmbeddingCase>(1, 1, 1),
+      row<EmbeddingCase>(20, 7, 5),
+      row<EmbeddingCase>(130, 50, 33),
+      row<RMSNormCase>(1, 7),
+      row<RMSNormCase>(33, 64),
+      row<RMSNormCase>(5, 16, 1e-4f),  // mean(x²) ≈ 3e-9 < eps: eps dominates
+      row<RopeCase>(1, 1, 1, 2, 0),
+      row<RopeCase>(1, 13, 2, 8, 37),
+      row<RopeCase>(2, 70, 4, 16, 0),
+      row<RopeCase>(1, 5, 2, 64, 100),
+      row<AttentionCase>(1, 1, 1, 1, 8),     // T=1: a single key
+      row<AttentionCase>(2, 5, 3, 3, 16),    // MHA, odd head count, batch stride
+      row<AttentionCase>(1, 64, 2, 2, 8),    // exactly one 64-row block
+      row<AttentionCase>(1, 70, 4, 2, 16),   // GQA, 64 + 6 rows
+      row<AttentionCase>(2, 130, 4, 1, 8),   // MQA, 64 + 64 + 2 rows
+      row<AttentionCase>(1, 130, 4, 4, 16),  // MHA, 64 + 64 + 2 rows
+      row<SwiGLUCase>(1, 3.f),
+      row<SwiGLUCase>(1001, 12.f),  // includes gates ±100 and 0
+      row<CrossEntropyCase>(1, 2, 1.f, 1.f),
+      row<CrossEntropyCase>(9, 50, 3.f, 1.f / 9),
+      row<CrossEntropyCase>(4, 1000, 60.f, 0.5f),  // large logits: needs the max shift
+      row<AddCase>(1),
+      row<AddCase>(1001),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the driver
+
+class OpTest : public ::testing::TestWithParam<Row> {};
+
+TEST_P(OpTest, MatchesReference) {
+  const Row& r = GetParam();
+  std::unique_ptr<OpCase> c = r.make();
+  Rng rng(fnv1a(r.name));
+  c->init(rng);
+  std::string summary = fmt::format("{:<9} {:<30} fwd", c->op(), c->shape());
+
+  // (a) forward
+  std::vector<Tensor> outs = c->forward();
+  std::vector<Vec> xin;
+  for (const auto& t : c->inputs) xin.push_back(to_double(t.data));
+  std::vector<Vec> refs = c->ref_forward(xin);
+  ASSERT_EQ(outs.size(), refs.size());
+  for (size_t o = 0; o < outs.size(); o++) {
+    double e = rel_err(outs[o].data, refs[o]);
+    EXPECT_LE(e, kFwdTol) << "forward output " << outs[o].name;
+    summary += fmt::format(" {} {:.1e}", outs[o].name, e);
+  }
+
+  if (c->has_backward()) {
+    // (b) backward vs finite differences of L = Σ_o Σ g_o ⊙ ref_forward(inputs)_o
+    const int ng = c->n_grad_outputs();
+    std::vector<F> dout;
+    for (int o = 0; o < ng; o++) dout.push_back(c->upstream(o, outs[o].data.size(), rng));
+    std::vector<F> grads;
+    for (const auto& t : c->inputs) grads.emplace_back(t.data.size(), 0.0f);
+    c->backward(outs, dout, grads);
+    summary += " | bwd";
+    for (size_t i = 0; i < c->inputs.size(); i++) {
+      auto loss = [&](const Vec& xi) {
+        std::vector<Vec> x = xin;
+        x[i] = xi;
+        std::vector<Vec> y = c->ref_forward(x);
+        double L = 0.0;
+        for (int o = 0; o < ng; o++)
+          for (size_t j = 0; j < y[o].size(); j++) L += (double)dout[o][j] * y[o][j];
+        return L;
+      };
+      std::vector<size_t> coords = rng.sample(xin[i].size(), kFdSamples);
+      for (size_t k : c->key_coords(i))
+        if (std::find(coords.begin(), coords.end(), k) == coords.end()) coords.push_back(k);
+      Vec fd = mohge::ref::numerical_gradient(loss, xin[i], coords);
+      Vec fast(coords.size());
+      for (size_t j = 0; j < coords.size(); j++) fast[j] = grads[i][coords[j]];
+      double e = rel_err(fast, fd, 1e-12);
+      EXPECT_LE(e, kBwdTol) << "gradient of " << c->inputs[i].name << " (max |fd| "
+                            << max_abs(fd) << ")";
+      if (c->zero_grad(i)) {
+        EXPECT_LE(max_abs(fd), 1e-8) << "expected a zero gradient of " << c->inputs[i].name;
+        EXPECT_EQ(max_abs(grads[i]), 0.0) << "expected a zero gradient of " << c->inputs[i].name;
+      } else {
+        EXPECT_GT(max_abs(fd), 1e-8) << "vacuous check: gradient of " << c->inputs[i].name
+                                     << " is zero on the sampled coordinates";
+      }
+      summary += fmt::format(" d{} {:.1e}", c->inputs[i].name, e);
+    }
+
+    // (c) backward accumulates: twice on a pre-filled buffer = pre-fill + 2 · gradient
+    if (c->accumulates()) {
+      std::vector<F> pre, acc;
+      for (const auto& g : grads) {
+        pre.push_back(rng.uniform(g.size(), -1.f, 1.f));
+        for (auto& p : pre.back()) p *= (float)std::max(max_abs(g), 1e-3);
+      }
+      acc = pre;
+      c->backward(outs, dout, acc);
+      c->backward(outs, dout, acc);
+      double e = 0.0;
+      for (size_t i = 0; i < grads.size(); i++) {
+        Vec got(acc[i].size()), want(acc[i].size());
+        for (size_t j = 0; j < got.size(); j++) {
+          got[j] = (double)acc[i][j] - pre[i][j];
+          want[j] = 2.0 * grads[i][j];
+        }
+        double ei = rel_err(got, want, 1e-30);
+        EXPECT_LE(ei, kAccTol) << "backward does not accumulate into d" << c->inputs[i].name;
+        e = std::max(e, ei);
+      }
+      summary += fmt::format(" | accumulate {:.1e}", e);
+    }
+  }
+
+  // (d) op-specific properties
+  c->extra(rng, summary);
+  fmt::print("{}\n", summary);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, OpTest, ::testing::ValuesIn(all_cases()),
+                         [](const ::testing::TestParamInfo<Row>& info) {
+                           std::string s;
+                           for (char ch : info.param.name) {
+                             if (std::isalnum((unsigned char)ch)) s += ch;
+                             else if (ch == ' ' && !s.empty() && s.back() != '_') s += '_';
+                           }
+                           return s;
+                         });
+
+}  // namespace
