@@ -589,7 +589,7 @@ void fd_check(const FdProblem& p, const char* what) {
       const double Jm = objective(p, zz, yy, experts);
       const double fd = (Jp - Jm) / ((double)xp - (double)xm);
       const double an = grad[i];
-      EXPECT_NEAR(an, fd, 2e-4 + 1e-3 * std::fabs(fd)) << what << (is_z ? " dz[" : " dy[") << i << "]";
+      EXPECT_NEAR(an, fd, 5e-5 + 1e-3 * std::fabs(fd)) << what << (is_z ? " dz[" : " dy[") << i << "]";
       worst = std::max(worst, std::fabs(an - fd));
       max_grad = std::max(max_grad, std::fabs(an));
     }

@@ -85,8 +85,9 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
 
 void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse) {
   int half = hd / 2;
-  std::vector<float> inv_freq(half);
-  for (int i = 0; i < half; i++) inv_freq[i] = (float)std::pow((double)theta, -2.0 * i / hd);
+  // angles in double: a float frequency loses ~pos·2⁻²⁴ radians, visible at long positions
+  std::vector<double> inv_freq(half);
+  for (int i = 0; i < half; i++) inv_freq[i] = std::pow((double)theta, -2.0 * i / hd);
   float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < T; t++) {
