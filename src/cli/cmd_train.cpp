@@ -1,5 +1,7 @@
 // defines: mohge train
 #include "cli/commands.h"
+#include <sstream>
+
 #include "core/error.h"
 #include "train/trainer.h"
 
@@ -12,7 +14,7 @@ void register_train_commands(CLI::App& app) {
   static bool resume = false, quiet = false;
   static int stop_after = 0;
   train->add_option("config", config, "TOML config (default: built-in defaults)")->check(CLI::ExistingFile);
-  train->add_option("--set", sets, "override a config key, e.g. --set train.lr=3e-4 (repeatable)");
+  train->add_option("--set", sets, "override a config key, e.g. --set train.lr=3e-4 (repeatable)")->allow_extra_args(false);
   train->add_flag("--resume", resume, "continue from the newest checkpoint in train.out_dir");
   train->add_option("--stop-after", stop_after, "stop with a checkpoint after this many steps")->check(CLI::NonNegativeNumber);
   train->add_flag("-q,--quiet", quiet, "no progress display");
@@ -21,6 +23,22 @@ void register_train_commands(CLI::App& app) {
     TrainSummary s = train_run(rc, {resume, !quiet, stop_after});
     fmt::print("trained {} steps: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s; checkpoint {}\n",
                s.steps, s.train_loss, s.val_loss, s.tokens_per_s, s.checkpoint);
+  });
+
+  auto* cfg = app.add_subcommand("config", "validate a config and print it resolved (or one key)");
+  static std::string c_config, c_get;
+  static std::vector<std::string> c_sets;
+  cfg->add_option("config", c_config, "TOML config (default: built-in defaults)")->check(CLI::ExistingFile);
+  cfg->add_option("--set", c_sets, "override a config key (repeatable)")->allow_extra_args(false);
+  cfg->add_option("--get", c_get, "print only this key, e.g. train.out_dir");
+  add_action(cfg, [] {
+    RunConfig rc = run_config_read(c_config, c_sets);
+    if (c_get.empty()) return fmt::print("{}\n", rc.toml);
+    auto doc = TomlDoc::parse_string(rc.toml, "<resolved>");
+    auto* node = doc.root().at_path(c_get).node();
+    MOHGE_CHECK(node, "--get {}: no such key in the resolved config", c_get);
+    if (auto* s = node->as_string()) fmt::print("{}\n", s->get());
+    else node->visit([](auto&& v) { std::stringstream ss; ss << v; fmt::print("{}\n", ss.str()); });
   });
 }
 

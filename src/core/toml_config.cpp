@@ -87,6 +87,8 @@ void TomlSection::get<bool>(const char* key, bool& value) {
   if (auto* n = lookup(key)) {
     MOHGE_CHECK(n->is_boolean(), "{}: {}.{} must be true or false", source_, name_, key);
     value = n->as_boolean()->get();
+  } else {
+    table_->insert(key, value);
   }
 }
 
@@ -95,6 +97,8 @@ void TomlSection::get<int64_t>(const char* key, int64_t& value) {
   if (auto* n = lookup(key)) {
     MOHGE_CHECK(n->is_integer(), "{}: {}.{} must be an integer", source_, name_, key);
     value = n->as_integer()->get();
+  } else {
+    table_->insert(key, value);
   }
 }
 
@@ -112,6 +116,8 @@ void TomlSection::get<double>(const char* key, double& value) {
   if (auto* n = lookup(key)) {
     MOHGE_CHECK(n->is_number(), "{}: {}.{} must be a number", source_, name_, key);
     value = n->is_integer() ? (double)n->as_integer()->get() : n->as_floating_point()->get();
+  } else {
+    table_->insert(key, value);
   }
 }
 
@@ -127,6 +133,8 @@ void TomlSection::get<std::string>(const char* key, std::string& value) {
   if (auto* n = lookup(key)) {
     MOHGE_CHECK(n->is_string(), "{}: {}.{} must be a string", source_, name_, key);
     value = n->as_string()->get();
+  } else {
+    table_->insert(key, value);
   }
 }
 
@@ -139,6 +147,10 @@ void TomlSection::get<std::vector<int>>(const char* key, std::vector<int>& value
       MOHGE_CHECK(e.is_integer(), "{}: {}.{} must be an array of integers", source_, name_, key);
       value.push_back((int)e.as_integer()->get());
     }
+  } else if (!value.empty()) {
+    toml::array a;
+    for (int v : value) a.push_back(v);
+    table_->insert(key, std::move(a));
   }
 }
 

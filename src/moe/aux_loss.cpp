@@ -65,13 +65,6 @@ std::vector<double> group_omega(const MoeConfig& cfg) {
   return om;
 }
 
-inline double token_entropy(const float* p, int E) {
-  double h = 0.0;
-  for (int e = 0; e < E; e++)
-    if (p[e] > 0.0f) h -= (double)p[e] * std::log((double)p[e]);
-  return h;
-}
-
 bool group_active(const MoeConfig& cfg, int64_t step) {
   return cfg.router == RouterKind::two_level && cfg.group_coef > 0.0 && step >= cfg.group_loss_start_step;
 }
@@ -110,8 +103,7 @@ AuxLossValues aux_loss_values(const MoeConfig& cfg, const RouterCache& cache, co
     L.p_penalty += E * f.f_assign[e] * (cfg.expert_widths[e] / wbar) * pbar[e];
   }
   double ent = 0.0;
-#pragma omp parallel for reduction(+ : ent) schedule(static) if (T >= kParallelMinTokens)
-  for (int t = 0; t < T; t++) ent += token_entropy(cache.probs.data() + (size_t)t * E, E);
+  for (int t = 0; t < T; t++) ent += cache.entropy[t];
   L.router_entropy = ent / T;
 
   if (cfg.router == RouterKind::two_level) {
@@ -156,7 +148,7 @@ void aux_loss_backward(const MoeConfig& cfg, const RouterCache& cache, const Rou
       float* dz = dexpert_logits + (size_t)t * E;
       double dot = 0.0;
       for (int e = 0; e < E; e++) dot += a[e] * p[e];
-      const double h = ent ? token_entropy(p, E) : 0.0;
+      const double h = cache.entropy[t];
       for (int e = 0; e < E; e++) {
         double g = (double)p[e] * (a[e] - dot);
         if (ent && p[e] > 0.0f) g -= s_ent * (double)p[e] * (std::log((double)p[e]) + h);

@@ -14,19 +14,6 @@ namespace {
 // tokens per parallel region below which threading costs more than it saves
 constexpr int kParallelMinTokens = 64;
 
-// softmax of n logits into double p (max-subtracted); returns nothing, p sums to 1
-inline void softmax_d(const float* z, int n, double* p) {
-  float m = z[0];
-  for (int i = 1; i < n; i++) m = std::max(m, z[i]);
-  double sum = 0.0;
-  for (int i = 0; i < n; i++) {
-    p[i] = std::exp((double)z[i] - (double)m);
-    sum += p[i];
-  }
-  const double inv = 1.0 / sum;
-  for (int i = 0; i < n; i++) p[i] *= inv;
-}
-
 inline bool all_finite(const float* z, int n) {
   for (int i = 0; i < n; i++)
     if (!std::isfinite(z[i])) return false;
@@ -47,17 +34,55 @@ int max_selected(const MoeConfig& cfg) {
   return cfg.router == RouterKind::top_p ? cfg.max_experts_per_tok : cfg.num_experts_per_tok;
 }
 
+// per-thread scratch, allocated once per call (not per token)
+struct Scratch {
+  std::vector<int> idx, gidx;          // [E], [Ng]
+  std::vector<double> pd, ex, gd;      // [E] full softmax, [E] exponentials / combined scores, [Ng]
+  std::vector<double> gmax, gsum;      // [G] per-group max logit and Σ exp
+  Scratch(int E, int Ng) : idx(E), gidx(std::max(Ng, 1)), pd(E), ex(E), gd(std::max(Ng, 1)),
+                           gmax(std::max(Ng, 1)), gsum(std::max(Ng, 1)) {}
+};
+
 // Per-token routing into cache.sel / sel_w / nsel (and the two-level cache rows).
-// scratch: idx [E], pd [E] (double probs / scores), gidx [Ng], gd [Ng]
-void route_token(const MoeConfig& cfg, int t, const float* z, const float* y, RouterCache& c, int* idx,
-                 double* pd, double* cd, int* gidx, double* gd) {
+void route_token(const MoeConfig& cfg, int t, const float* z, const float* y, RouterCache& c, Scratch& s) {
   const int E = cfg.num_experts, S = max_selected(cfg);
+  const bool two = cfg.router == RouterKind::two_level;
   int* sel = c.sel.data() + (size_t)t * S;
   float* sel_w = c.sel_w.data() + (size_t)t * S;
+  int* idx = s.idx.data();
+  double *pd = s.pd.data(), *ex = s.ex.data();
 
-  softmax_d(z, E, pd);
+  // Full softmax P over E (every router; the P̄ losses) and its entropy. The exponentials are taken
+  // against each group's own max (ungrouped routers: one group of E), so the two-level in-group
+  // softmax below reuses them exactly, even for a group far below the global max.
+  const int G = two ? cfg.num_expert_groups : 1, NG = two ? cfg.experts_per_group : E;
+  double M = -INFINITY;
+  for (int g = 0; g < G; g++) {
+    float m = z[g * NG];
+    for (int i = 1; i < NG; i++) m = std::max(m, z[g * NG + i]);
+    s.gmax[g] = m;
+    M = std::max(M, (double)m);
+  }
+  double Z = 0.0;
+  for (int g = 0; g < G; g++) {
+    double sg = 0.0;
+    for (int i = 0; i < NG; i++) sg += ex[g * NG + i] = std::exp((double)z[g * NG + i] - s.gmax[g]);
+    s.gsum[g] = sg;
+    Z += sg * (G == 1 ? 1.0 : std::exp(s.gmax[g] - M));
+  }
+  // H = −Σ P log P with log P_e = z_e − M − log Z: no per-expert log
+  double zp = 0.0;
   float* prow = c.probs.data() + (size_t)t * E;
-  for (int e = 0; e < E; e++) prow[e] = (float)pd[e];
+  for (int g = 0; g < G; g++) {
+    const double scale = (G == 1 ? 1.0 : std::exp(s.gmax[g] - M)) / Z;
+    for (int i = 0; i < NG; i++) {
+      const int e = g * NG + i;
+      pd[e] = ex[e] * scale;
+      prow[e] = (float)pd[e];
+      zp += pd[e] * ((double)z[e] - M);
+    }
+  }
+  c.entropy[t] = (float)(std::log(Z) - zp);
 
   int k = 0;
   if (cfg.router == RouterKind::top_k || cfg.router == RouterKind::top_p) {
@@ -91,11 +116,17 @@ void route_token(const MoeConfig& cfg, int t, const float* z, const float* y, Ro
     }
   } else {
     const int Ng = cfg.num_expert_groups, N = cfg.experts_per_group, Kg = cfg.topk_group;
+    int* gidx = s.gidx.data();
+    double* gd = s.gd.data();
+    double* cd = ex;  // the combined scores overwrite the exponentials of the selected groups
     // 1. group scores and the top-Kg groups (ranked by logit = ranked by sigmoid)
     float* sig = c.group_sig.data() + (size_t)t * Ng;
     float* gp = c.group_probs.data() + (size_t)t * Ng;
-    softmax_d(y, Ng, gd);
-    for (int g = 0; g < Ng; g++) gp[g] = (float)gd[g];
+    float ym = y[0];
+    for (int g = 1; g < Ng; g++) ym = std::max(ym, y[g]);
+    double ysum = 0.0;
+    for (int g = 0; g < Ng; g++) ysum += gd[g] = std::exp((double)y[g] - ym);
+    for (int g = 0; g < Ng; g++) gp[g] = (float)(gd[g] / ysum);
     for (int g = 0; g < Ng; g++) {
       gd[g] = 1.0 / (1.0 + std::exp(-(double)y[g]));
       sig[g] = (float)gd[g];
@@ -109,7 +140,7 @@ void route_token(const MoeConfig& cfg, int t, const float* z, const float* y, Ro
       grow[j] = gidx[j];
       sig_sum += gd[gidx[j]];
     }
-    // 2-3. in-group softmax and combined score for the selected groups only
+    // 2-3. in-group softmax s = exp / group sum and combined score c = s·σ_g/Σσ, selected groups only
     float* srow = c.ingroup.data() + (size_t)t * E;
     float* crow = c.combined.data() + (size_t)t * E;
     std::fill(srow, srow + E, 0.0f);
@@ -117,12 +148,12 @@ void route_token(const MoeConfig& cfg, int t, const float* z, const float* y, Ro
     int ncand = 0;
     for (int j = 0; j < Kg; j++) {
       const int g = gidx[j];
-      softmax_d(z + g * N, N, cd + g * N);
-      const double q = gd[g] / sig_sum;
+      const double inv = 1.0 / s.gsum[g], q = gd[g] / sig_sum;
       for (int i = 0; i < N; i++) {
         const int e = g * N + i;
-        srow[e] = (float)cd[e];
-        cd[e] *= q;
+        const double sv = ex[e] * inv;
+        srow[e] = (float)sv;
+        cd[e] = sv * q;
         crow[e] = (float)cd[e];
         idx[ncand++] = e;
       }
@@ -168,6 +199,7 @@ void router_forward(const MoeConfig& cfg, const float* expert_logits, const floa
 
   cache.T = T, cache.E = E, cache.Ng = Ng, cache.Kg = Kg;
   cache.probs.resize((size_t)T * E);
+  cache.entropy.resize(T);
   cache.group_sig.resize((size_t)T * Ng);
   cache.group_probs.resize((size_t)T * Ng);
   cache.ingroup.resize(two ? (size_t)T * E : 0);
@@ -180,9 +212,7 @@ void router_forward(const MoeConfig& cfg, const float* expert_logits, const floa
   int bad_token = -1;  // first non-finite logit seen (reported after the parallel region)
 #pragma omp parallel if (T >= kParallelMinTokens)
   {
-    // per-thread scratch, allocated once per call (not per token)
-    std::vector<int> idx(E), gidx(std::max(Ng, 1));
-    std::vector<double> pd(E), cd(E), gd(std::max(Ng, 1));
+    Scratch scratch(E, Ng);
 #pragma omp for schedule(static)
     for (int t = 0; t < T; t++) {
       const float* z = expert_logits + (size_t)t * E;
@@ -193,7 +223,7 @@ void router_forward(const MoeConfig& cfg, const float* expert_logits, const floa
         cache.nsel[t] = 0;
         continue;
       }
-      route_token(cfg, t, z, y, cache, idx.data(), pd.data(), cd.data(), gidx.data(), gd.data());
+      route_token(cfg, t, z, y, cache, scratch);
     }
   }
   MOHGE_CHECK(bad_token < 0, "router: non-finite router logit at token {}", bad_token);

@@ -44,6 +44,7 @@ struct Routing {
 struct RouterCache {
   int T = 0, E = 0, Ng = 0, Kg = 0;
   std::vector<float> probs;        // [T,E] full softmax of the expert logits (all routers; P̄ losses)
+  std::vector<float> entropy;      // [T] −Σ_e P log P of that softmax (router-entropy loss)
   std::vector<float> group_sig;    // [T,Ng] sigmoid(group logits)                   (two-level)
   std::vector<float> group_probs;  // [T,Ng] softmax(group logits), group-wise loss   (two-level)
   std::vector<float> ingroup;      // [T,E] in-group softmax s, 0 outside selected groups (two-level)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what mohge needs on Debian 12, skipping packages already present (idempotent).
+# Usage: scripts/install_deps.sh [--test]   (--test adds what the test suite uses: PyTorch, Chromium)
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libsentencepiece-dev
+      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev npm)
+if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=(); [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
