@@ -369,6 +369,13 @@ TEST_F(TokenizerTest, SerializedRoundTrip) {
   EXPECT_EQ(t2.encode(s), tok_->encode(s));
 }
 
+TEST_F(TokenizerTest, TrainingIsReproducible) {
+  TokenizerTrainOptions opt;
+  opt.vocab_size = 400;
+  tokenizer_train({*dir_ / "train.txt"}, *dir_ / "again", opt);
+  EXPECT_EQ(read_bytes(*dir_ / "again.model"), read_bytes(*dir_ / "tok.model"));
+}
+
 TEST_F(TokenizerTest, LoadErrors) {
   EXPECT_ERROR(Tokenizer::load(*dir_ / "missing.model"), "not found");
   write_text(*dir_ / "junk.model", "this is definitely not a protobuf \x01\x02\xff\xfe");

@@ -25,6 +25,8 @@ class Ffn {
   // Weighted sum of the auxiliary losses of the last forward (0 for dense), and each term.
   virtual double aux_loss() const { return 0.0; }
   virtual void aux_terms(std::map<std::string, double>& sum) const {}
+  // Start of an optimizer step: per-step statistics (routing counts) restart.
+  virtual void begin_step() {}
   // Mean number of parameters used per token by the last forward (for routing metrics).
   virtual double active_params_per_token() const = 0;
 };

@@ -21,6 +21,7 @@ MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& pref
                                        m_.expert_widths[e], std, out_std));
   if (m_.shared_expert_width > 0)
     shared_ = swiglu_register(params, prefix + ".shared_experts", d_, m_.shared_expert_width, std, out_std);
+  step_stats_.reset(m_);
 }
 
 void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
@@ -86,8 +87,11 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
                        m_.shared_expert_width, true);
   }
 
-  // 5. auxiliary losses (values now; their gradients in backward)
-  AuxLossValues v = aux_loss_values(m_, cache_, routing_, step);
+  // 5. auxiliary losses (values now; their gradients in backward). With global_batch_stats the
+  // counts are those of the step so far: every micro-batch routed since begin_step, up to this
+  // one (later micro-batches are not routed yet when this one's backward runs).
+  step_stats_.add(routing_, cache_);
+  AuxLossValues v = aux_loss_values(m_, cache_, routing_, step, global_stats());
   aux_total_ = v.total;
   aux_terms_ = v.terms();
 }
@@ -137,7 +141,7 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
   dlogits_.assign((size_t)N * E, 0.0f);
   dgroup_logits_.assign((size_t)N * Ng_, 0.0f);
   float* dgl = Ng_ > 0 ? dgroup_logits_.data() : nullptr;
-  aux_loss_backward(m_, cache_, routing_, step_, aux_scale, dweight_.data(), dlogits_.data(), dgl);
+  aux_loss_backward(m_, cache_, routing_, step_, aux_scale, dweight_.data(), dlogits_.data(), dgl, global_stats());
   router_backward(m_, cache_, routing_, dweight_.data(), dlogits_.data(), dgl);
   matmul_backward(dinp, params_.grad(gate_id_), dlogits_.data(), inp, params_.data(gate_id_), N, d, E);
   if (Ng_ > 0)

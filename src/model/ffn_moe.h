@@ -8,6 +8,7 @@
 
 #include "model/ffn.h"
 #include "model/ffn_dense.h"
+#include "moe/aux_loss.h"
 #include "moe/router.h"
 
 namespace mohge {
@@ -20,10 +21,14 @@ class MoeFfn : public Ffn {
   double aux_loss() const override { return aux_total_; }
   void aux_terms(std::map<std::string, double>& sum) const override;
   double active_params_per_token() const override;
+  void begin_step() override { step_stats_.reset(m_); }
   const Routing& routing() const { return routing_; }
+  // Routing counts of every forward since begin_step (all micro-batches of the step).
+  const BalanceStats& step_stats() const { return step_stats_; }
   const MoeConfig& config() const { return m_; }
 
  private:
+  const BalanceStats* global_stats() const { return m_.global_batch_stats ? &step_stats_ : nullptr; }
   ParamTable& params_;
   MoeConfig m_;
   int d_, E_, Ng_;
@@ -35,6 +40,7 @@ class MoeFfn : public Ffn {
   std::vector<float> logits_, group_logits_;
   Routing routing_;
   RouterCache cache_;
+  BalanceStats step_stats_;
   // dispatch: assignments sorted by expert; pos_[j] = row of assignment j in the packed layout
   std::vector<int> expert_offsets_, pos_, row_token_;
   std::vector<size_t> act_offsets_;  // [E+1] offsets of each expert's [n_e, W_e] activations

@@ -20,6 +20,10 @@ class Model {
   explicit Model(const ModelConfig& cfg);  // registers and allocates parameters (zeros)
   ~Model();
   void init_weights(uint64_t seed) { params.init_weights(seed); }
+  // Start of an optimizer step: per-step routing statistics restart (see MoeFfn::step_stats).
+  void begin_step() {
+    for (auto& f : ffn_) f->begin_step();
+  }
 
   // inputs/targets [B,T]. Returns the mean LM cross-entropy (targets may be null: logits only).
   // Logits [B,T,V] stay in logits() until backward overwrites them with their gradient.

@@ -118,7 +118,7 @@ LoadReport load_report(const std::vector<int>& placement, const std::vector<int>
 
 double max_vio(const std::vector<double>& n) {
   if (n.empty()) return 0.0;
-  const double mean = std::accumulate(n.begin(), n.end(), 0.0) / n.size();
+  const double mean = std::accumulate(n.begin(), n.end(), 0.0) / (double)n.size();
   if (mean <= 0) return 0.0;
   return *std::max_element(n.begin(), n.end()) / mean - 1.0;
 }

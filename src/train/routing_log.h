@@ -1,7 +1,9 @@
 // defines: RoutingLog — per-step routing metrics of every MoE layer, for the JSONL step log
+// Per layer (over all micro-batches of the step): activated parameters per token, each expert's
+// and group's activation share, MaxVio, and the FLOP-weighted device load under the contiguous,
+// pairing and all_size placements for `devices` devices (moe/metrics.h).
 #pragma once
 #include <nlohmann/json.hpp>
-#include <vector>
 
 #include "model/model.h"
 
@@ -9,14 +11,14 @@ namespace mohge {
 
 class RoutingLog {
  public:
-  explicit RoutingLog(const Model& m) : model_(m) {}
+  RoutingLog(const Model& m, int devices) : model_(m), devices_(devices) {}
   void begin_step();
-  void add_micro_batch();  // after a forward: accumulate that micro-batch's routing
+  void add_micro_batch();  // after a forward: activated parameters of that micro-batch
   nlohmann::json step_record() const;
 
  private:
   const Model& model_;
-  std::vector<std::vector<double>> tokens_per_expert_;  // [layer][E], summed over micro-batches
+  int devices_;
   double active_ = 0, ffn_active_ = 0;
   int micro_ = 0;
 };

@@ -41,6 +41,7 @@ RunConfig run_config_read(const std::string& path, const std::vector<std::string
   s.get("log_every", t.log_every);
   s.get("out_dir", t.out_dir);
   s.get("threads", t.threads);
+  s.get("routing_devices", t.routing_devices);
   s.finish();
   t.seed = (uint64_t)seed;
   auto positive = [](const char* k, double v) { MOHGE_CHECK(v > 0, "train.{} must be > 0 (got {})", k, v); };
@@ -61,6 +62,7 @@ RunConfig run_config_read(const std::string& path, const std::vector<std::string
   positive("keep_checkpoints", t.keep_checkpoints);
   positive("log_every", t.log_every);
   nonneg("threads", t.threads);
+  positive("routing_devices", t.routing_devices);
   MOHGE_CHECK(t.beta1 >= 0 && t.beta1 < 1 && t.beta2 >= 0 && t.beta2 < 1,
               "train.beta1 and train.beta2 must be in [0, 1)");
   MOHGE_CHECK(t.seq_len <= rc.model.max_seq_len, "train.seq_len = {} exceeds model.max_seq_len = {}",

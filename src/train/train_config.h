@@ -34,6 +34,7 @@ struct TrainConfig {
   int log_every = 10;      // progress lines when stdout is not a terminal
   std::string out_dir = "runs/default";
   int threads = 0;         // 0 = all cores
+  int routing_devices = 4; // device count of the per-step placement load report (MoE)
 };
 
 struct RunConfig {

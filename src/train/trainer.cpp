@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "eval/eval_loss.h"
 #include "model/model_io.h"
+#include "moe/placement.h"
 #include "train/checkpoint.h"
 #include "train/routing_log.h"
 
@@ -64,6 +65,15 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   DataLoader train_loader(train_shard, B, T, tc.seed);
   DataLoader val_loader(val_shard, B, T, tc.seed);
 
+  if (rc.model.ffn_kind == "mohge") {  // all_size must balance the reported device count
+    const MoeConfig& m = rc.model.moe;
+    try {
+      place_experts(PlacementPolicy::all_size, m.expert_widths, m.num_expert_groups, m.experts_per_group,
+                    tc.routing_devices);
+    } catch (const Error& e) {
+      fail("train.routing_devices = {}: {}", tc.routing_devices, e.what());
+    }
+  }
   fs::create_directories(tc.out_dir);
   const std::string log_path = tc.out_dir + "/log.jsonl";
   Model model(rc.model);
@@ -91,7 +101,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const bool tty = opt.progress && isatty(fileno(stdout));
   std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
   TrainSummary sum;
-  RoutingLog routing(model);
+  RoutingLog routing(model, tc.routing_devices);
   const int64_t first_step = st.step;
   const double tokens_per_step = (double)B * T * tc.grad_accum;
   double run_s = 0.0;
@@ -110,6 +120,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   while (st.step < tc.steps && !g_interrupted) {
     auto t0 = std::chrono::steady_clock::now();
     model.params.zero_grad();
+    model.begin_step();
     routing.begin_step();
     double lm = 0.0, aux = 0.0;
     std::map<std::string, double> aux_terms;

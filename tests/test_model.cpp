@@ -1,0 +1,866 @@
+// defines: tests of src/model — whole-model gradient check (LM + auxiliary losses, every FFN kind)
+// against central finite differences; the MoE layer against an independent dense-compute reference
+// in double (forward, routing, input and parameter gradients); checkpoint round trip and every kind
+// of bad checkpoint; KV-cache decoding against the full forward; token ids outside the vocabulary.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/safetensors.h"
+#include "model/ffn_moe.h"
+#include "model/model.h"
+#include "model/model_io.h"
+
+namespace fs = std::filesystem;
+using namespace mohge;
+
+namespace {
+
+// `stmt` must throw mohge::Error whose message contains `substr`.
+#define EXPECT_ERROR(stmt, substr)                                                             \
+  do {                                                                                         \
+    try {                                                                                      \
+      (void)(stmt);                                                                            \
+      ADD_FAILURE() << "expected mohge::Error (\"" << (substr) << "\") from: " #stmt;          \
+    } catch (const mohge::Error& e) {                                                          \
+      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                        \
+          << "message: " << e.what() << "\nexpected to contain: " << (substr);                 \
+    } catch (const std::exception& e) {                                                        \
+      ADD_FAILURE() << "wrong exception type from " #stmt ": " << e.what();                    \
+    }                                                                                          \
+  } while (0)
+
+// A fresh directory per test, removed afterwards.
+class TmpDir {
+ public:
+  TmpDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info ? info->name() : "suite";
+    std::replace(name.begin(), name.end(), '/', '_');
+    path_ = fs::temp_directory_path() /
+            fmt::format("mohge_test_model_{}_{}_{}", ::getpid(), name, counter_++);
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TmpDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  fs::path path_;
+  static inline int counter_ = 0;
+};
+
+// ------------------------------------------------------------------------------------ configs
+// Tiny configs (V=32, d=16, 2 layers, 4 heads, 2 kv heads) with aux coefficients valid for each
+// router, all non-zero.
+ModelConfig tiny_config(const std::string& kind, GateNorm gate_norm = GateNorm::softmax) {
+  ModelConfig c;
+  c.vocab_size = 32;
+  c.hidden_size = 16;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.intermediate_size = 24;
+  c.max_seq_len = 16;
+  c.init_std = 0.1;
+  c.ffn_kind = kind;
+  MoeConfig& m = c.moe;
+  if (kind == "moe") {
+    m.kind = MoeKind::moe;
+    m.router = RouterKind::top_k;
+    m.num_experts = 4;
+    m.expert_widths = {12, 12, 12, 12};
+    m.num_experts_per_tok = 2;
+    m.lb_coef = 0.1, m.pp_coef = 0.2, m.entropy_coef = 0.05;
+  } else if (kind == "hmoe") {
+    m.kind = MoeKind::hmoe;
+    m.router = RouterKind::top_p;
+    m.num_experts = 4;
+    m.expert_widths = {8, 12, 16, 24};
+    m.top_p = 0.6;
+    m.max_experts_per_tok = 3;
+    m.lb_coef = 0.1, m.pp_coef = 0.2, m.entropy_coef = 0.05;
+  } else if (kind == "mohge") {
+    m.kind = MoeKind::mohge;
+    m.router = RouterKind::two_level;
+    m.num_expert_groups = 3;
+    m.experts_per_group = 2;
+    m.num_experts = 6;
+    m.expert_widths = {8, 8, 12, 12, 16, 16};
+    m.topk_group = 2;
+    m.num_experts_per_tok = 3;
+    m.max_experts_per_tok = 3;
+    m.gate_norm = gate_norm;
+    m.shared_expert_width = 8;
+    m.group_coef = 0.3, m.intra_coef = 0.2, m.group_delta = 8.0;
+    c.first_dense_layers = 1;
+  }
+  c.validate();
+  return c;
+}
+
+bool is_router_tensor(const std::string& name) {
+  return name.find(".gate.weight") != std::string::npos ||
+         name.find(".group_gate.weight") != std::string::npos;
+}
+
+// Deterministic random weights; router weights larger so routing is decisive, norms not all 1.
+void randomize(Model& m, uint64_t seed) {
+  m.init_weights(seed);
+  std::mt19937_64 rng(seed * 7919 + 1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto& p : m.params.infos()) {
+    int id = m.params.find(p.name);
+    float* d = m.params.data(id);
+    if (p.init == ParamInit::ones)
+      for (int64_t i = 0; i < p.numel; i++) d[i] = 1.0f + 0.1f * nd(rng);
+    else if (is_router_tensor(p.name))
+      for (int64_t i = 0; i < p.numel; i++) d[i] = 0.5f * nd(rng);
+    else if (p.name == "model.embed_tokens.weight")
+      for (int64_t i = 0; i < p.numel; i++) d[i] = 0.5f * nd(rng);
+  }
+}
+
+std::vector<int32_t> random_tokens(int n, int V, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = (int32_t)(rng() % V);
+  return t;
+}
+
+// Snapshot of the routing of every MoE layer (expert ids per token), to detect a routing change.
+std::vector<std::vector<int>> routing_snapshot(const Model& m) {
+  std::vector<std::vector<int>> s;
+  for (int l = 0; l < m.cfg.num_layers; l++) {
+    auto* moe = dynamic_cast<const MoeFfn*>(&m.ffn(l));
+    if (!moe) continue;
+    const Routing& r = moe->routing();
+    std::vector<int> v(r.offsets.begin(), r.offsets.end());
+    v.push_back(-1);
+    v.insert(v.end(), r.expert.begin(), r.expert.end());
+    s.push_back(std::move(v));
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------ whole-model gradient check
+struct GradCase {
+  const char* name;
+  const char* kind;
+  GateNorm gate_norm;
+};
+
+class WholeModelGradient : public ::testing::TestWithParam<GradCase> {};
+
+// Model::backward's gradient of (LM loss + aux losses) vs central differences of
+// Model::forward + aux_loss() in fp32, on sampled coordinates of every tensor (every router tensor
+// included, more densely). Coordinates whose perturbation changes the routing of any MoE layer are
+// resampled (the loss is discontinuous there).
+TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
+  const GradCase& gc = GetParam();
+  ModelConfig cfg = tiny_config(gc.kind, gc.gate_norm);
+  Model m(cfg);
+  randomize(m, 11);
+  const int B = 2, T = 6, N = B * T;
+  auto in = random_tokens(N, cfg.vocab_size, 5), tg = random_tokens(N, cfg.vocab_size, 6);
+
+  auto total_loss = [&] { return m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss(); };
+  m.params.zero_grad();
+  const double f0 = total_loss();
+  const double aux0 = m.aux_loss();
+  const auto route0 = routing_snapshot(m);
+  m.backward(1.0f);
+  std::vector<float> grad(m.params.all_grad(), m.params.all_grad() + m.params.total());
+  if (cfg.is_moe()) {
+    EXPECT_GT(aux0, 1e-3) << "aux losses must be switched on for this check";
+    ASSERT_FALSE(route0.empty());
+  }
+  // forward is deterministic: the loss of unperturbed params is reproduced exactly
+  ASSERT_EQ(total_loss(), f0);
+
+  const double h = 3e-3;
+  std::mt19937_64 rng(123);
+  int checked_total = 0, resampled = 0, router_tensors = 0;
+  for (const ParamInfo& p : m.params.infos()) {
+    const bool router = is_router_tensor(p.name);
+    router_tensors += router;
+    const int want = (int)std::min<int64_t>(p.numel, router ? 48 : 12);
+    float* data = m.params.all_data() + p.offset;
+    std::vector<double> an, fd;
+    std::vector<int64_t> coords;
+    int tries = 0;
+    while ((int)an.size() < want && tries < 20 * want + 50) {
+      tries++;
+      int64_t i = (int64_t)(rng() % (uint64_t)p.numel);
+      if (std::find(coords.begin(), coords.end(), i) != coords.end() && p.numel > want) continue;
+      const float w = data[i];
+      const float wp = (float)(w + h), wm = (float)(w - h);
+      data[i] = wp;
+      const double fp = total_loss();
+      const bool same_p = routing_snapshot(m) == route0;
+      data[i] = wm;
+      const double fm = total_loss();
+      const bool same_m = routing_snapshot(m) == route0;
+      data[i] = w;
+      if (!same_p || !same_m) {
+        resampled++;
+        continue;
+      }
+      coords.push_back(i);
+      an.push_back(grad[p.offset + i]);
+      fd.push_back((fp - fm) / ((double)wp - (double)wm));
+    }
+    ASSERT_EQ((int)an.size(), want) << p.name << ": routing changed under too many perturbations";
+    double num = 0, den = 0;
+    for (size_t j = 0; j < an.size(); j++) {
+      const double diff = std::abs(an[j] - fd[j]);
+      num += diff * diff, den += fd[j] * fd[j];
+      // fp32 forward noise on the difference quotient is ~1e-5; curvature error is O(h^2)
+      EXPECT_LE(diff, 1e-2 * std::max(std::abs(an[j]), std::abs(fd[j])) + 3e-5)
+          << p.name << "[" << coords[j] << "]: backward " << an[j] << " vs finite difference " << fd[j];
+    }
+    if (den > 1e-12) EXPECT_LE(std::sqrt(num / den), 1e-2) << p.name << ": relative error of the sampled gradient";
+    checked_total += (int)an.size();
+  }
+  // the router tensors received a real gradient (LM path + aux losses)
+  for (const ParamInfo& p : m.params.infos())
+    if (is_router_tensor(p.name)) {
+      double s = 0;
+      for (int64_t i = 0; i < p.numel; i++) s += std::abs(grad[p.offset + i]);
+      EXPECT_GT(s, 1e-4) << p.name << " has no gradient";
+    }
+  if (cfg.is_moe()) EXPECT_GT(router_tensors, 0);
+  EXPECT_LT(resampled, checked_total / 4) << "routing too fragile for a meaningful check";
+  // restored exactly
+  ASSERT_EQ(total_loss(), f0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, WholeModelGradient,
+    ::testing::Values(GradCase{"dense", "dense", GateNorm::softmax},
+                      GradCase{"moe_top_k", "moe", GateNorm::softmax},
+                      GradCase{"hmoe_top_p", "hmoe", GateNorm::softmax},
+                      GradCase{"mohge_two_level_softmax", "mohge", GateNorm::softmax},
+                      GradCase{"mohge_two_level_renorm", "mohge", GateNorm::renorm}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Aux loss terms of a two-level model: only group / intra_group enter the total (their coefs are the
+// only non-zero ones), and the group term is gated by group_loss_start_step.
+TEST(ModelAuxLoss, GroupLossSwitchesOnAtStartStep) {
+  ModelConfig cfg = tiny_config("mohge");
+  cfg.moe.group_loss_start_step = 5;
+  Model m(cfg);
+  randomize(m, 3);
+  auto in = random_tokens(12, cfg.vocab_size, 1), tg = random_tokens(12, cfg.vocab_size, 2);
+  m.forward(in.data(), tg.data(), 2, 6, 4);
+  auto terms = m.aux_terms();
+  const double before = m.aux_loss();
+  EXPECT_NEAR(before, cfg.moe.intra_coef * terms.at("intra_group"), 1e-9);
+  m.forward(in.data(), tg.data(), 2, 6, 5);
+  const double after = m.aux_loss();
+  EXPECT_NEAR(after, cfg.moe.intra_coef * terms.at("intra_group") + cfg.moe.group_coef * terms.at("group"), 1e-9);
+  EXPECT_GT(terms.at("group"), 0.0);
+}
+
+// ------------------------------------------------------------ MoE layer vs dense-compute reference
+// An independent slow reference in double: every expert runs on every token (dense compute), and the
+// outputs are masked by the gate weights (zero where not selected). The selection is recomputed here
+// from SPEC §3 and must equal the layer's Routing; the gate weights are a differentiable function of
+// the router logits for that fixed selection, so central differences of the reference give the exact
+// input and parameter gradients (router weights included) to compare with MoeFfn::backward.
+struct RefMoe {
+  MoeConfig m;
+  int d, N;
+  // parameters in double, same layout as the ParamTable tensors
+  std::vector<double> gate, group_gate;
+  std::vector<std::vector<double>> wg, wu, wd;  // per expert [W,d], [W,d], [d,W]
+  std::vector<double> sg, su, sd;               // shared expert
+  // fixed selection (per token: selected experts; per token: selected groups for two-level)
+  std::vector<std::vector<int>> sel, groups;
+
+  static double silu(double v) { return v / (1.0 + std::exp(-v)); }
+
+  void swiglu(const std::vector<double>& g, const std::vector<double>& u, const std::vector<double>& dn,
+              int W, const double* x, double* y) const {
+    std::vector<double> a(W);
+    for (int j = 0; j < W; j++) {
+      double gj = 0, uj = 0;
+      for (int k = 0; k < d; k++) gj += g[(size_t)j * d + k] * x[k], uj += u[(size_t)j * d + k] * x[k];
+      a[j] = silu(gj) * uj;
+    }
+    for (int i = 0; i < d; i++) {
+      double s = 0;
+      for (int j = 0; j < W; j++) s += dn[(size_t)i * W + j] * a[j];
+      y[i] = s;
+    }
+  }
+
+  // Selection from SPEC §3 (ties: lower index first). Sets sel/groups.
+  void select(const std::vector<double>& x) {
+    const int E = m.num_experts;
+    sel.assign(N, {}), groups.assign(N, {});
+    for (int t = 0; t < N; t++) {
+      std::vector<double> z(E);
+      for (int e = 0; e < E; e++) {
+        z[e] = 0;
+        for (int k = 0; k < d; k++) z[e] += gate[(size_t)e * d + k] * x[(size_t)t * d + k];
+      }
+      std::vector<int> idx(E);
+      std::iota(idx.begin(), idx.end(), 0);
+      auto by = [](const std::vector<double>& s) {
+        return [&s](int a, int b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
+      };
+      if (m.router == RouterKind::top_k) {
+        std::sort(idx.begin(), idx.end(), by(z));
+        sel[t].assign(idx.begin(), idx.begin() + m.num_experts_per_tok);
+      } else if (m.router == RouterKind::top_p) {
+        std::vector<double> P = softmax(z);
+        std::sort(idx.begin(), idx.end(), by(z));
+        double cum = 0;
+        int k = 0;
+        while (k < E) {
+          cum += P[idx[k++]];
+          if (cum >= m.top_p) break;
+        }
+        k = std::clamp(k, 1, m.max_experts_per_tok);
+        sel[t].assign(idx.begin(), idx.begin() + k);
+      } else {
+        const int Ng = m.num_expert_groups, Nn = m.experts_per_group;
+        std::vector<double> y(Ng);
+        for (int g = 0; g < Ng; g++) {
+          y[g] = 0;
+          for (int k = 0; k < d; k++) y[g] += group_gate[(size_t)g * d + k] * x[(size_t)t * d + k];
+        }
+        std::vector<int> gi(Ng);
+        std::iota(gi.begin(), gi.end(), 0);
+        std::sort(gi.begin(), gi.end(), by(y));
+        groups[t].assign(gi.begin(), gi.begin() + m.topk_group);
+        std::vector<double> c = combined(z, y, groups[t]);
+        std::vector<int> cand;
+        for (int g : groups[t])
+          for (int i = 0; i < Nn; i++) cand.push_back(g * Nn + i);
+        std::sort(cand.begin(), cand.end(), by(c));
+        sel[t].assign(cand.begin(), cand.begin() + m.num_experts_per_tok);
+      }
+      std::sort(sel[t].begin(), sel[t].end());
+    }
+  }
+
+  static std::vector<double> softmax(const std::vector<double>& z) {
+    double mx = *std::max_element(z.begin(), z.end()), s = 0;
+    std::vector<double> p(z.size());
+    for (size_t i = 0; i < z.size(); i++) s += p[i] = std::exp(z[i] - mx);
+    for (auto& v : p) v /= s;
+    return p;
+  }
+
+  // c_{g,i} = softmax_in_group(z)_{g,i} · σ_g / Σ_{h∈S} σ_h for g ∈ S, else 0
+  std::vector<double> combined(const std::vector<double>& z, const std::vector<double>& y,
+                               const std::vector<int>& S) const {
+    const int Nn = m.experts_per_group;
+    std::vector<double> c(m.num_experts, 0.0);
+    double ssum = 0;
+    for (int g : S) ssum += 1.0 / (1.0 + std::exp(-y[g]));
+    for (int g : S) {
+      std::vector<double> zg(z.begin() + g * Nn, z.begin() + (g + 1) * Nn);
+      auto s = softmax(zg);
+      const double q = 1.0 / (1.0 + std::exp(-y[g])) / ssum;
+      for (int i = 0; i < Nn; i++) c[g * Nn + i] = s[i] * q;
+    }
+    return c;
+  }
+
+  // gate weights of token t for the fixed selection, as a function of the logits
+  std::vector<double> gates(int t, const std::vector<double>& z, const std::vector<double>& y) const {
+    const auto& s = sel[t];
+    std::vector<double> w(s.size());
+    if (m.router != RouterKind::two_level) {
+      auto P = softmax(z);
+      double sum = 0;
+      for (int e : s) sum += P[e];
+      for (size_t j = 0; j < s.size(); j++) w[j] = P[s[j]] / sum;
+    } else {
+      auto c = combined(z, y, groups[t]);
+      double sum = 0;
+      if (m.gate_norm == GateNorm::softmax) {
+        for (int e : s) sum += std::exp(c[e]);
+        for (size_t j = 0; j < s.size(); j++) w[j] = std::exp(c[s[j]]) / sum;
+      } else {
+        for (int e : s) sum += c[e];
+        for (size_t j = 0; j < s.size(); j++) w[j] = c[s[j]] / sum;
+      }
+    }
+    return w;
+  }
+
+  // out [N,d]; every expert computed on every token, masked by the gates
+  std::vector<double> forward(const std::vector<double>& x, std::vector<std::vector<double>>* gates_out = nullptr) const {
+    const int E = m.num_experts;
+    std::vector<double> out((size_t)N * d, 0.0), ye(d);
+    if (gates_out) gates_out->assign(N, {});
+    for (int t = 0; t < N; t++) {
+      const double* xt = x.data() + (size_t)t * d;
+      std::vector<double> z(E), y(m.num_expert_groups);
+      for (int e = 0; e < E; e++) {
+        z[e] = 0;
+        for (int k = 0; k < d; k++) z[e] += gate[(size_t)e * d + k] * xt[k];
+      }
+      if (m.router == RouterKind::two_level)
+        for (int g = 0; g < m.num_expert_groups; g++) {
+          y[g] = 0;
+          for (int k = 0; k < d; k++) y[g] += group_gate[(size_t)g * d + k] * xt[k];
+        }
+      auto w = gates(t, z, y);
+      std::vector<double> mask(E, 0.0);
+      for (size_t j = 0; j < sel[t].size(); j++) mask[sel[t][j]] = w[j];
+      if (gates_out) (*gates_out)[t] = mask;
+      for (int e = 0; e < E; e++) {  // dense compute: every expert, then the mask
+        swiglu(wg[e], wu[e], wd[e], m.expert_widths[e], xt, ye.data());
+        for (int i = 0; i < d; i++) out[(size_t)t * d + i] += mask[e] * ye[i];
+      }
+      if (m.shared_expert_width > 0) {
+        swiglu(sg, su, sd, m.shared_expert_width, xt, ye.data());
+        for (int i = 0; i < d; i++) out[(size_t)t * d + i] += ye[i];
+      }
+    }
+    return out;
+  }
+};
+
+std::vector<double> to_double(const float* p, int64_t n) { return std::vector<double>(p, p + n); }
+
+struct MoeCase {
+  const char* name;
+  const char* kind;
+  GateNorm gate_norm;
+  int shared;
+};
+
+class MoeLayerVsDenseReference : public ::testing::TestWithParam<MoeCase> {};
+
+TEST_P(MoeLayerVsDenseReference, ForwardRoutingAndGradientsMatch) {
+  const MoeCase& mc = GetParam();
+  ModelConfig cfg = tiny_config(mc.kind, mc.gate_norm);
+  MoeConfig& mo = cfg.moe;
+  mo.shared_expert_width = mc.shared;
+  // no aux losses here: the layer's output path only (aux gradients: whole-model check above)
+  mo.lb_coef = mo.pp_coef = mo.entropy_coef = mo.group_coef = mo.intra_coef = 0.0;
+  const int d = cfg.hidden_size, N = 10, E = mo.num_experts;
+
+  ParamTable params;
+  MoeFfn ffn(cfg, params, "mlp");
+  params.allocate();
+  params.init_weights(17);
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto& p : params.infos()) {
+    float* dp = params.data(params.find(p.name));
+    const float s = is_router_tensor(p.name) ? 0.5f : 0.25f;
+    for (int64_t i = 0; i < p.numel; i++) dp[i] = s * nd(rng);
+  }
+  std::vector<float> x((size_t)N * d), dout((size_t)N * d);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : dout) v = nd(rng);
+
+  // engine forward + backward of L = <dout, out>
+  std::vector<float> out((size_t)N * d), dx((size_t)N * d, 0.0f);
+  ffn.forward(out.data(), x.data(), N, 0);
+  params.zero_grad();
+  ffn.backward(dx.data(), dout.data(), x.data(), N, 1.0f);
+
+  // reference
+  RefMoe ref;
+  ref.m = mo, ref.d = d, ref.N = N;
+  auto P = [&](const std::string& n) {
+    int id = params.find(n);
+    EXPECT_GE(id, 0) << n;
+    return to_double(params.data(id), params.infos()[id].numel);
+  };
+  ref.gate = P("mlp.gate.weight");
+  if (mo.router == RouterKind::two_level) ref.group_gate = P("mlp.group_gate.weight");
+  for (int e = 0; e < E; e++) {
+    std::string pre = "mlp.experts." + std::to_string(e);
+    ref.wg.push_back(P(pre + ".gate_proj.weight"));
+    ref.wu.push_back(P(pre + ".up_proj.weight"));
+    ref.wd.push_back(P(pre + ".down_proj.weight"));
+  }
+  if (mc.shared > 0) {
+    ref.sg = P("mlp.shared_experts.gate_proj.weight");
+    ref.su = P("mlp.shared_experts.up_proj.weight");
+    ref.sd = P("mlp.shared_experts.down_proj.weight");
+  }
+  std::vector<double> xd(x.begin(), x.end());
+  ref.select(xd);
+  std::vector<std::vector<double>> gates;
+  std::vector<double> rout = ref.forward(xd, &gates);
+
+  // routing identical: same experts, same gate weights
+  const Routing& r = ffn.routing();
+  ASSERT_EQ(r.T, N);
+  int multi = 0;
+  for (int t = 0; t < N; t++) {
+    std::vector<int> ours(r.expert.begin() + r.offsets[t], r.expert.begin() + r.offsets[t + 1]);
+    ASSERT_EQ(ours, ref.sel[t]) << "token " << t;
+    multi += ours.size() > 1;
+    for (int j = r.offsets[t]; j < r.offsets[t + 1]; j++)
+      EXPECT_NEAR(r.weight[j], gates[t][r.expert[j]], 1e-6) << "token " << t;
+  }
+  EXPECT_GT(multi, 0);
+  // forward
+  double maxabs = 0;
+  for (double v : rout) maxabs = std::max(maxabs, std::abs(v));
+  ASSERT_GT(maxabs, 1e-2);
+  for (size_t i = 0; i < out.size(); i++) ASSERT_NEAR(out[i], rout[i], 1e-5) << "out[" << i << "]";
+
+  // backward via central differences of the double reference (selection fixed)
+  std::vector<double> doutd(dout.begin(), dout.end());
+  auto L = [&]() {
+    auto o = ref.forward(xd);
+    double s = 0;
+    for (size_t i = 0; i < o.size(); i++) s += o[i] * doutd[i];
+    return s;
+  };
+  const double h = 1e-5;
+  auto fd = [&](double& v) {
+    const double v0 = v;
+    v = v0 + h;
+    const double lp = L();
+    v = v0 - h;
+    const double lm = L();
+    v = v0;
+    return (lp - lm) / (2 * h);
+  };
+  auto compare = [&](const std::string& what, const float* ours, std::vector<double>& refp) {
+    std::vector<double> g(refp.size());
+    double scale = 0;
+    for (size_t i = 0; i < refp.size(); i++) scale = std::max(scale, std::abs(g[i] = fd(refp[i])));
+    ASSERT_GT(scale, 0.0) << what;
+    int bad = 0;
+    for (size_t i = 0; i < refp.size(); i++) {
+      const double diff = std::abs(ours[i] - g[i]);
+      if (diff > 1e-4 * scale + 1e-3 * std::abs(g[i])) {
+        if (bad++ < 5) ADD_FAILURE() << what << "[" << i << "]: MoeFfn " << ours[i] << " vs reference " << g[i];
+      }
+    }
+    EXPECT_EQ(bad, 0) << what;
+  };
+  compare("dinput", dx.data(), xd);
+  compare("mlp.gate.weight", params.grad(params.find("mlp.gate.weight")), ref.gate);
+  if (mo.router == RouterKind::two_level)
+    compare("mlp.group_gate.weight", params.grad(params.find("mlp.group_gate.weight")), ref.group_gate);
+  for (int e = 0; e < E; e++) {
+    std::string pre = "mlp.experts." + std::to_string(e);
+    compare(pre + ".gate_proj", params.grad(params.find(pre + ".gate_proj.weight")), ref.wg[e]);
+    compare(pre + ".up_proj", params.grad(params.find(pre + ".up_proj.weight")), ref.wu[e]);
+    compare(pre + ".down_proj", params.grad(params.find(pre + ".down_proj.weight")), ref.wd[e]);
+  }
+  if (mc.shared > 0) {
+    compare("shared.gate_proj", params.grad(params.find("mlp.shared_experts.gate_proj.weight")), ref.sg);
+    compare("shared.up_proj", params.grad(params.find("mlp.shared_experts.up_proj.weight")), ref.su);
+    compare("shared.down_proj", params.grad(params.find("mlp.shared_experts.down_proj.weight")), ref.sd);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Routers, MoeLayerVsDenseReference,
+    ::testing::Values(MoeCase{"moe_top_k", "moe", GateNorm::softmax, 0},
+                      MoeCase{"moe_top_k_shared", "moe", GateNorm::softmax, 8},
+                      MoeCase{"hmoe_top_p", "hmoe", GateNorm::softmax, 0},
+                      MoeCase{"mohge_softmax_shared", "mohge", GateNorm::softmax, 8},
+                      MoeCase{"mohge_renorm", "mohge", GateNorm::renorm, 0}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// ------------------------------------------------------------------------- checkpoint round trip
+std::vector<float> logits_of(Model& m, const std::vector<int32_t>& toks) {
+  m.forward(toks.data(), nullptr, 1, (int)toks.size());
+  return std::vector<float>(m.logits(), m.logits() + toks.size() * (size_t)m.cfg.vocab_size);
+}
+
+class CheckpointRoundTrip : public ::testing::TestWithParam<std::tuple<const char*, bool>> {};
+
+TEST_P(CheckpointRoundTrip, SaveLoadIsBitIdentical) {
+  auto [kind, tie] = GetParam();
+  ModelConfig cfg = tiny_config(kind);
+  cfg.tie_word_embeddings = tie;
+  Model m(cfg);
+  randomize(m, 21);
+  TmpDir dir;
+  model_save(dir.str(), m);
+  EXPECT_TRUE(fs::exists(dir / "config.json"));
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors"));
+  for (auto& e : fs::directory_iterator(dir.str()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+
+  auto m2 = model_load(dir.str());
+  EXPECT_EQ(model_config_to_json(m2->cfg), model_config_to_json(cfg));
+  ASSERT_EQ(m2->params.infos().size(), m.params.infos().size());
+  for (auto& p : m.params.infos()) {
+    int id = m2->params.find(p.name);
+    ASSERT_GE(id, 0) << p.name;
+    ASSERT_EQ(m2->params.infos()[id].shape, p.shape);
+    EXPECT_EQ(std::memcmp(m2->params.data(id), m.params.all_data() + p.offset, p.numel * 4), 0) << p.name;
+  }
+  auto toks = random_tokens(7, cfg.vocab_size, 3);
+  auto a = logits_of(m, toks), b = logits_of(*m2, toks);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+
+  auto st = SafetensorsFile::load(dir / "model.safetensors");
+  EXPECT_EQ(st.has("lm_head.weight"), !tie);
+  EXPECT_TRUE(st.has("model.embed_tokens.weight"));
+  EXPECT_EQ(st.tensors().size(), m.params.infos().size());
+  auto j = nlohmann::json::parse(read_file_text(dir / "config.json"));
+  EXPECT_EQ(j.at("tie_word_embeddings").get<bool>(), tie);
+  if (tie) {  // the LM head is the embedding
+    int lm = m2->params.find("lm_head.weight");
+    EXPECT_LT(lm, 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, CheckpointRoundTrip,
+                         ::testing::Values(std::make_tuple("dense", false), std::make_tuple("dense", true),
+                                           std::make_tuple("hmoe", false), std::make_tuple("mohge", false),
+                                           std::make_tuple("mohge", true)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + (std::get<1>(info.param) ? "_tied" : "_untied");
+                         });
+
+// ----------------------------------------------------------------------------- bad checkpoints
+class BadCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cfg_ = tiny_config("mohge");
+    Model m(cfg_);
+    randomize(m, 4);
+    model_save(dir_.str(), m);
+  }
+  std::string st() const { return dir_ / "model.safetensors"; }
+  std::string cfgp() const { return dir_ / "config.json"; }
+  nlohmann::json config() const { return nlohmann::json::parse(read_file_text(cfgp())); }
+  void write_config(const nlohmann::json& j) { write_file_atomic(cfgp(), j.dump(2)); }
+  // rewrite model.safetensors with an edit applied to the tensor list
+  template <class Edit>
+  void rewrite_tensors(Edit edit) {
+    auto f = SafetensorsFile::load(st());
+    std::vector<TensorView> ts = f.tensors();
+    std::vector<std::vector<char>> keep;  // copies, since f's buffer dies before the write completes
+    edit(ts, keep);
+    safetensors_write(st() + ".new", ts);
+    fs::rename(st() + ".new", st());
+  }
+  ModelConfig cfg_;
+  TmpDir dir_;
+};
+
+TEST_F(BadCheckpoint, MissingSafetensorsFile) {
+  fs::remove(st());
+  EXPECT_ERROR(model_load(dir_.str()), "model.safetensors");
+}
+
+TEST_F(BadCheckpoint, MissingConfigJson) {
+  fs::remove(cfgp());
+  EXPECT_ERROR(model_load(dir_.str()), "no config.json");
+}
+
+TEST_F(BadCheckpoint, TruncatedSafetensors) {
+  auto bytes = read_file_bytes(st());
+  for (size_t keep : {bytes.size() - 1, bytes.size() / 2, (size_t)100, (size_t)4}) {
+    std::ofstream(st(), std::ios::binary | std::ios::trunc).write(bytes.data(), (std::streamsize)keep);
+    try {
+      model_load(dir_.str());
+      ADD_FAILURE() << "truncated to " << keep << " bytes loaded";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+      EXPECT_TRUE(msg.find("truncated") != std::string::npos || msg.find("corrupt") != std::string::npos ||
+                  msg.find("not a safetensors") != std::string::npos || msg.find("exceed") != std::string::npos ||
+                  msg.find("out of") != std::string::npos)
+          << "message does not name the problem: " << msg;
+    }
+  }
+}
+
+TEST_F(BadCheckpoint, CorruptHeaderJson) {
+  auto bytes = read_file_bytes(st());
+  uint64_t hlen;
+  std::memcpy(&hlen, bytes.data(), 8);
+  ASSERT_GT(hlen, 10u);
+  bytes[8 + 3] = '#';  // inside the JSON header
+  std::ofstream(st(), std::ios::binary | std::ios::trunc).write(bytes.data(), (std::streamsize)bytes.size());
+  EXPECT_ERROR(model_load(dir_.str()), "corrupt safetensors header");
+}
+
+TEST_F(BadCheckpoint, HeaderLengthBeyondFile) {
+  auto bytes = read_file_bytes(st());
+  uint64_t huge = 1ull << 40;
+  std::memcpy(bytes.data(), &huge, 8);
+  std::ofstream(st(), std::ios::binary | std::ios::trunc).write(bytes.data(), (std::streamsize)bytes.size());
+  EXPECT_ERROR(model_load(dir_.str()), "truncated or corrupt");
+}
+
+TEST_F(BadCheckpoint, ConfigDoesNotMatchTensorShapes) {
+  auto j = config();
+  j["intermediate_size"] = 32;  // the dense first layer's tensors are [24, 16]
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "model.layers.0.mlp.gate_proj.weight' has shape [24, 16], the config implies [32, 16]");
+  j = config();
+  j["intermediate_size"] = 24;
+  j["expert_widths"] = {8, 8, 12, 12, 16, 20};
+  j["num_expert_groups"] = 2;
+  j["experts_per_group"] = 3;
+  // widths inside a group unequal -> config error naming the key, before any tensor is read
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "config.json");
+}
+
+TEST_F(BadCheckpoint, MissingTensor) {
+  rewrite_tensors([](std::vector<TensorView>& ts, auto&) {
+    ts.erase(std::remove_if(ts.begin(), ts.end(),
+                            [](auto& t) { return t.name == "model.layers.1.mlp.experts.3.up_proj.weight"; }),
+             ts.end());
+  });
+  EXPECT_ERROR(model_load(dir_.str()), "missing tensor 'model.layers.1.mlp.experts.3.up_proj.weight'");
+}
+
+TEST_F(BadCheckpoint, ExtraUnknownTensor) {
+  static float extra[4] = {1, 2, 3, 4};
+  rewrite_tensors([](std::vector<TensorView>& ts, auto&) {
+    ts.push_back({"model.layers.1.mlp.experts.6.up_proj.weight", "F32", {2, 2}, extra, sizeof(extra)});
+  });
+  EXPECT_ERROR(model_load(dir_.str()), "tensor 'model.layers.1.mlp.experts.6.up_proj.weight' is not part of the model");
+}
+
+TEST_F(BadCheckpoint, WrongDtype) {
+  rewrite_tensors([](std::vector<TensorView>& ts, auto&) {
+    for (auto& t : ts)
+      if (t.name == "model.norm.weight") t.dtype = "I32";
+  });
+  EXPECT_ERROR(model_load(dir_.str()), "'model.norm.weight' is I32, expected F32");
+}
+
+TEST_F(BadCheckpoint, MalformedConfigJson) {
+  write_file_atomic(cfgp(), "{\"vocab_size\": 32, \"hidden_size\": ");
+  EXPECT_ERROR(model_load(dir_.str()), "malformed JSON");
+  write_file_atomic(cfgp(), "{\"vocab_size\": \"many\"}");
+  EXPECT_ERROR(model_load(dir_.str()), "bad config.json");
+  auto j = nlohmann::json::parse(R"({"vocab_size": 32})");
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "hidden_size");
+}
+
+TEST_F(BadCheckpoint, HeadsDoNotDivideHiddenSize) {
+  auto j = config();
+  j["num_attention_heads"] = 3;
+  j["num_key_value_heads"] = 3;
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "num_heads = 3 does not divide hidden_size = 16");
+}
+
+TEST_F(BadCheckpoint, NegativeOrZeroSizesInConfig) {
+  auto j = config();
+  j["vocab_size"] = 0;
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "vocab_size must be > 0");
+  j["vocab_size"] = 32;
+  j["num_hidden_layers"] = -2;
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "num_layers must be > 0");
+}
+
+TEST_F(BadCheckpoint, UnknownFfnKindOrRouter) {
+  auto j = config();
+  j["router"] = "top_q";
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "unknown router 'top_q'");
+}
+
+TEST(CheckpointResolve, ClearErrorsForNonCheckpoints) {
+  TmpDir dir;
+  EXPECT_ERROR(checkpoint_resolve(dir / "nope"), "does not exist");
+  EXPECT_ERROR(checkpoint_resolve(dir.str()), "neither a checkpoint");
+}
+
+// ------------------------------------------------------------------------------- KV-cache decode
+class KvCacheDecode : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(KvCacheDecode, DecodeStepLogitsEqualFullForward) {
+  ModelConfig cfg = tiny_config(GetParam());
+  Model m(cfg);
+  randomize(m, 8);
+  const int T = 9, V = cfg.vocab_size;
+  auto toks = random_tokens(T, V, 77);
+  auto full = logits_of(m, toks);
+  KVCache cache(cfg, T);
+  std::vector<float> step(V);
+  double maxdiff = 0, scale = 0;
+  for (int t = 0; t < T; t++) {
+    m.decode_step(cache, toks[t], step.data());
+    for (int v = 0; v < V; v++) {
+      maxdiff = std::max(maxdiff, (double)std::abs(step[v] - full[(size_t)t * V + v]));
+      scale = std::max(scale, (double)std::abs(full[(size_t)t * V + v]));
+      ASSERT_NEAR(step[v], full[(size_t)t * V + v], 1e-4) << "position " << t << " token " << v;
+    }
+  }
+  EXPECT_EQ(cache.pos, T);
+  EXPECT_GT(scale, 0.05);
+  // the cache is full now
+  EXPECT_ERROR(m.decode_step(cache, toks[0], step.data()), "KV cache full");
+  // reset reproduces position 0
+  cache.reset();
+  m.decode_step(cache, toks[0], step.data());
+  for (int v = 0; v < V; v++) EXPECT_NEAR(step[v], full[v], 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, KvCacheDecode, ::testing::Values("dense", "moe", "hmoe", "mohge"));
+
+// ------------------------------------------------------------------------- token id validation
+TEST(ModelInputs, TokenIdsOutsideVocabularyAreErrors) {
+  ModelConfig cfg = tiny_config("moe");
+  Model m(cfg);
+  randomize(m, 1);
+  std::vector<int32_t> in = {1, 2, 3, 4}, tg = {2, 3, 4, 5};
+  EXPECT_NO_THROW(m.forward(in.data(), tg.data(), 1, 4));
+  in[2] = 32;
+  EXPECT_ERROR(m.forward(in.data(), tg.data(), 1, 4), "token id 32 at position 2 is outside the vocabulary [0, 32)");
+  in[2] = -1;
+  EXPECT_ERROR(m.forward(in.data(), nullptr, 1, 4), "token id -1 at position 2 is outside the vocabulary");
+  in[2] = 3;
+  tg[3] = 40;
+  EXPECT_ERROR(m.forward(in.data(), tg.data(), 1, 4), "target id 40 at position 3 is outside the vocabulary");
+  tg[3] = -7;
+  EXPECT_ERROR(m.forward(in.data(), tg.data(), 1, 4), "target id -7");
+  KVCache cache(cfg, 4);
+  std::vector<float> out(cfg.vocab_size);
+  EXPECT_ERROR(m.decode_step(cache, 32, out.data()), "token id 32 is outside the vocabulary");
+  EXPECT_ERROR(m.decode_step(cache, -1, out.data()), "token id -1 is outside the vocabulary");
+  EXPECT_EQ(cache.pos, 0);
+  // sequence longer than max_seq_len, empty batch
+  std::vector<int32_t> longer(cfg.max_seq_len + 1, 1);
+  EXPECT_ERROR(m.forward(longer.data(), nullptr, 1, (int)longer.size()), "exceeds model max_seq_len");
+  EXPECT_ERROR(m.forward(in.data(), nullptr, 0, 4), "empty batch");
+}
+
+TEST(ModelInputs, BackwardWithoutTargetsIsAnError) {
+  ModelConfig cfg = tiny_config("dense");
+  Model m(cfg);
+  randomize(m, 1);
+  std::vector<int32_t> in = {1, 2, 3};
+  m.forward(in.data(), nullptr, 1, 3);
+  EXPECT_ERROR(m.backward(1.0f), "without a forward with targets");
+}
+
+}  // namespace
