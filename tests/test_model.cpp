@@ -3,6 +3,7 @@
 // in double (forward, routing, input and parameter gradients); checkpoint round trip and every kind
 // of bad checkpoint; KV-cache decoding against the full forward; token ids outside the vocabulary.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <unistd.h>
 
@@ -29,6 +30,14 @@ namespace fs = std::filesystem;
 using namespace mohge;
 
 namespace {
+
+// The build machine is small and shared: tests run single-threaded (unless OMP_NUM_THREADS is set),
+// since OpenMP's spinning barriers crawl when several test processes compete for 2 cores.
+// ThreadCount.* covers the multi-threaded paths explicitly.
+const bool kSingleThreaded = [] {
+  if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+  return true;
+}();
 
 // `stmt` must throw mohge::Error whose message contains `substr`.
 #define EXPECT_ERROR(stmt, substr)                                                             \
@@ -175,11 +184,37 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
   const GradCase& gc = GetParam();
   ModelConfig cfg = tiny_config(gc.kind, gc.gate_norm);
   Model m(cfg);
-  randomize(m, 11);
   const int B = 2, T = 6, N = B * T;
   auto in = random_tokens(N, cfg.vocab_size, 5), tg = random_tokens(N, cfg.vocab_size, 6);
-
   auto total_loss = [&] { return m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss(); };
+  const double h = 2e-2;  // fp32: the loss is exact to ~1e-7, so the quotient's noise is ~1e-5
+
+  // Pick weights whose routing is not within reach of a ±h perturbation (top-p especially has
+  // tokens near the cumulative-probability threshold): probe random coordinates of every tensor.
+  uint64_t seed = 11;
+  for (;; seed++) {
+    ASSERT_LT(seed, 60u) << "no seed with a stable routing";
+    randomize(m, seed);
+    total_loss();
+    const auto r0 = routing_snapshot(m);
+    std::mt19937_64 prng(seed);
+    bool stable = true;
+    for (const ParamInfo& p : m.params.infos()) {
+      float* data = m.params.all_data() + p.offset;
+      for (int k = 0; k < 6 && stable; k++) {
+        int64_t i = (int64_t)(prng() % (uint64_t)p.numel);
+        const float w = data[i];
+        for (double s : {h, -h}) {
+          data[i] = (float)(w + s);
+          total_loss();
+          stable = stable && routing_snapshot(m) == r0;
+        }
+        data[i] = w;
+      }
+    }
+    if (stable) break;
+  }
+  randomize(m, seed);
   m.params.zero_grad();
   const double f0 = total_loss();
   const double aux0 = m.aux_loss();
@@ -193,13 +228,12 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
   // forward is deterministic: the loss of unperturbed params is reproduced exactly
   ASSERT_EQ(total_loss(), f0);
 
-  const double h = 3e-3;
   std::mt19937_64 rng(123);
   int checked_total = 0, resampled = 0, router_tensors = 0;
   for (const ParamInfo& p : m.params.infos()) {
     const bool router = is_router_tensor(p.name);
     router_tensors += router;
-    const int want = (int)std::min<int64_t>(p.numel, router ? 48 : 12);
+    const int want = (int)std::min<int64_t>(p.numel, router ? 48 : 24);
     float* data = m.params.all_data() + p.offset;
     std::vector<double> an, fd;
     std::vector<int64_t> coords;
@@ -234,17 +268,45 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
       EXPECT_LE(diff, 1e-2 * std::max(std::abs(an[j]), std::abs(fd[j])) + 3e-5)
           << p.name << "[" << coords[j] << "]: backward " << an[j] << " vs finite difference " << fd[j];
     }
-    if (den > 1e-12) EXPECT_LE(std::sqrt(num / den), 1e-2) << p.name << ": relative error of the sampled gradient";
+    if (getenv("GC_VERBOSE")) {
+      double mx = 0;
+      for (double v : fd) mx = std::max(mx, std::abs(v));
+      printf("%-50s rel %.2e  max|g| %.2e\n", p.name.c_str(), den > 0 ? std::sqrt(num / den) : 0.0, mx);
+    }
+    if (den > 1e-12) {
+      EXPECT_LE(std::sqrt(num / den), 1e-2) << p.name << ": relative error of the sampled gradient";
+    }
     checked_total += (int)an.size();
   }
   // the router tensors received a real gradient (LM path + aux losses)
-  for (const ParamInfo& p : m.params.infos())
-    if (is_router_tensor(p.name)) {
-      double s = 0;
-      for (int64_t i = 0; i < p.numel; i++) s += std::abs(grad[p.offset + i]);
-      EXPECT_GT(s, 1e-4) << p.name << " has no gradient";
+  for (const ParamInfo& p : m.params.infos()) {
+    if (!is_router_tensor(p.name)) continue;
+    double s = 0;
+    for (int64_t i = 0; i < p.numel; i++) s += std::abs(grad[p.offset + i]);
+    EXPECT_GT(s, 1e-4) << p.name << " has no gradient";
+  }
+  if (cfg.is_moe()) {
+    EXPECT_GT(router_tensors, 0);
+    // The aux-loss part of the router gradients is far above the tolerance, so a missing or wrong
+    // aux gradient could not pass: compare with the same model without aux losses.
+    ModelConfig c0 = cfg;
+    c0.moe.lb_coef = c0.moe.pp_coef = c0.moe.entropy_coef = c0.moe.group_coef = c0.moe.intra_coef = 0;
+    Model m0(c0);
+    std::copy_n(m.params.all_data(), m.params.total(), m0.params.all_data());
+    m0.params.zero_grad();
+    m0.forward(in.data(), tg.data(), B, T, 0);
+    EXPECT_EQ(m0.aux_loss(), 0.0);
+    m0.backward(1.0f);
+    for (const ParamInfo& p : m.params.infos()) {
+      if (!is_router_tensor(p.name)) continue;
+      double num = 0, den = 0;
+      for (int64_t i = 0; i < p.numel; i++) {
+        const double a = grad[p.offset + i], b = m0.params.all_grad()[p.offset + i];
+        num += (a - b) * (a - b), den += a * a;
+      }
+      EXPECT_GT(std::sqrt(num / den), 0.1) << p.name << ": aux-loss gradient too small to be checked";
     }
-  if (cfg.is_moe()) EXPECT_GT(router_tensors, 0);
+  }
   EXPECT_LT(resampled, checked_total / 4) << "routing too fragile for a meaningful check";
   // restored exactly
   ASSERT_EQ(total_loss(), f0);
@@ -699,7 +761,8 @@ TEST_F(BadCheckpoint, CorruptHeaderJson) {
   uint64_t hlen;
   std::memcpy(&hlen, bytes.data(), 8);
   ASSERT_GT(hlen, 10u);
-  bytes[8 + 3] = '#';  // inside the JSON header
+  ASSERT_EQ(bytes[8], '{');
+  bytes[9] = '#';  // the JSON header no longer parses
   std::ofstream(st(), std::ios::binary | std::ios::trunc).write(bytes.data(), (std::streamsize)bytes.size());
   EXPECT_ERROR(model_load(dir_.str()), "corrupt safetensors header");
 }
@@ -825,7 +888,8 @@ TEST_P(KvCacheDecode, DecodeStepLogitsEqualFullForward) {
   for (int v = 0; v < V; v++) EXPECT_NEAR(step[v], full[v], 1e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, KvCacheDecode, ::testing::Values("dense", "moe", "hmoe", "mohge"));
+INSTANTIATE_TEST_SUITE_P(Kinds, KvCacheDecode, ::testing::Values("dense", "moe", "hmoe", "mohge"),
+                         [](const auto& info) { return std::string(info.param); });
 
 // ------------------------------------------------------------------------- token id validation
 TEST(ModelInputs, TokenIdsOutsideVocabularyAreErrors) {
@@ -861,6 +925,35 @@ TEST(ModelInputs, BackwardWithoutTargetsIsAnError) {
   std::vector<int32_t> in = {1, 2, 3};
   m.forward(in.data(), nullptr, 1, 3);
   EXPECT_ERROR(m.backward(1.0f), "without a forward with targets");
+}
+
+// ----------------------------------------------------------------------------- thread count
+// The multi-threaded paths (OpenMP loops over tokens, the router's parallel region for >= 64 tokens)
+// give the same results as one thread.
+TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) {
+  ModelConfig cfg = tiny_config("mohge");
+  cfg.max_seq_len = 48;
+  const int B = 2, T = 40, N = B * T;
+  auto in = random_tokens(N, cfg.vocab_size, 1), tg = random_tokens(N, cfg.vocab_size, 2);
+  std::vector<float> logits[2], grads[2];
+  double loss[2];
+  const int saved = omp_get_max_threads();
+  for (int k = 0; k < 2; k++) {
+    omp_set_num_threads(k + 1);
+    Model m(cfg);
+    randomize(m, 5);
+    m.params.zero_grad();
+    loss[k] = m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss();
+    logits[k].assign(m.logits(), m.logits() + (size_t)N * cfg.vocab_size);
+    m.backward(1.0f);
+    grads[k].assign(m.params.all_grad(), m.params.all_grad() + m.params.total());
+  }
+  omp_set_num_threads(saved);
+  EXPECT_NEAR(loss[0], loss[1], 1e-6);
+  for (size_t i = 0; i < logits[0].size(); i++) ASSERT_NEAR(logits[0][i], logits[1][i], 1e-5) << i;
+  double gmax = 0;
+  for (float g : grads[0]) gmax = std::max(gmax, (double)std::abs(g));
+  for (size_t i = 0; i < grads[0].size(); i++) ASSERT_NEAR(grads[0][i], grads[1][i], 1e-5 * gmax + 1e-9) << i;
 }
 
 }  // namespace

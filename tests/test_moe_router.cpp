@@ -236,8 +236,8 @@ TEST(MoeRouterGolden, AllCases) {
       cfg = cfg.router == RouterKind::top_k
                 ? topk_cfg(E, cs.at("K"), cs.at("expert_widths"))
                 : topp_cfg(E, cs.at("top_p"), cs.at("max_experts_per_tok"), cs.at("expert_widths"));
+      cfg.lb_coef = cfg.pp_coef = cfg.entropy_coef = 1.0;
     }
-    cfg.lb_coef = cfg.pp_coef = cfg.entropy_coef = 1.0;
     ASSERT_NO_THROW(cfg.validate());
     const int E = cfg.num_experts;
 
@@ -274,7 +274,8 @@ TEST(MoeRouterGolden, AllCases) {
     check("loss_router_entropy", L.router_entropy);
     check("loss_group", L.group);
     check("loss_intra_group", L.intra_group);
-    double sum = L.load_balance + L.p_penalty + L.router_entropy + (L.two_level ? L.group + L.intra_group : 0.0);
+    // every coefficient valid for the router is 1, so total is the plain sum of the active terms
+    double sum = L.two_level ? L.group + L.intra_group : L.load_balance + L.p_penalty + L.router_entropy;
     EXPECT_NEAR(L.total, sum, 1e-12);
     ncases++;
   }
@@ -643,7 +644,7 @@ TEST(MoeRouterGrad, EachLossSeparately) {
     cases.push_back({norm == GateNorm::softmax ? "group_softmax" : "group_renorm", c});
     c.group_coef = 0, c.intra_coef = 1.0;
     cases.push_back({norm == GateNorm::softmax ? "intra_softmax" : "intra_renorm", c});
-    c.intra_coef = 0.5, c.group_coef = 2.0, c.lb_coef = 0.3, c.entropy_coef = 0.2, c.pp_coef = 0.1;
+    c.intra_coef = 0.5, c.group_coef = 2.0;
     cases.push_back({norm == GateNorm::softmax ? "all_two_level_softmax" : "all_two_level_renorm", c});
   }
   uint32_t seed = 100;
@@ -882,9 +883,10 @@ TEST(MoeConfig, BadConfigsNameTheKey) {
   expect_error(mut(tl, [](MoeConfig& c) { c.kind = MoeKind::hmoe; }), "two_level");
   expect_error(mut(tk, [](MoeConfig& c) { c.kind = MoeKind::mohge; }), "two_level");
   expect_error(mut(tk, [](MoeConfig& c) { c.group_coef = 1.0; }), "group_coef");
-  expect_error(mut(tk, [](MoeConfig& c) { c.intra_coef = 1.0; }), "intra_coef");
-  expect_error(mut(tk, [](MoeConfig& c) { c.lb_coef = -1.0; }), "lb_coef");
-  expect_error(mut(tk, [](MoeConfig& c) { c.pp_coef = NAN; }), "pp_coef");
+  expect_error(mut(tk, [](MoeConfig& c) { c.intra_coef = 1.0; }), "intra_group_coef");
+  expect_error(mut(tk, [](MoeConfig& c) { c.lb_coef = -1.0; }), "load_balance_coef");
+  expect_error(mut(tk, [](MoeConfig& c) { c.pp_coef = NAN; }), "p_penalty_coef");
+  expect_error(mut(two_level_cfg(4, 3, 2, 3, GateNorm::softmax, {384, 512, 640, 768}), [](MoeConfig& c) { c.lb_coef = 1.0; }), "load_balance_coef");
   expect_error(mut(tk, [](MoeConfig& c) { c.entropy_coef = -1e-3; }), "entropy_coef");
   expect_error(mut(tl, [](MoeConfig& c) { c.group_delta = 0; }), "group_delta");
   expect_error(mut(tl, [](MoeConfig& c) { c.group_loss_start_step = -1; }), "group_loss_start_step");

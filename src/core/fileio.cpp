@@ -55,7 +55,7 @@ void AtomicFile::commit() {
   }
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
+void write_file_atomic(const std::string& path, std::string_view content) {
   AtomicFile f(path);
   f.write(content.data(), content.size());
   f.commit();

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdio>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mohge {
@@ -26,6 +27,6 @@ class AtomicFile {
   FILE* f_ = nullptr;
 };
 
-void write_file_atomic(const std::string& path, const std::string& content);
+void write_file_atomic(const std::string& path, std::string_view content);
 
 }  // namespace mohge

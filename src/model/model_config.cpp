@@ -63,6 +63,7 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
   s.get("router", router);
   s.get("num_experts_per_tok", m.num_experts_per_tok);
   s.get("top_p", m.top_p);
+  m.max_experts_per_tok = -1;  // default: no cap beyond E
   s.get("max_experts_per_tok", m.max_experts_per_tok);
   s.get("topk_group", m.topk_group);
   s.get("gate_norm", gate_norm);
@@ -77,6 +78,7 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
   s.get("global_batch_stats", m.global_batch_stats);
   s.finish();
   if (!c.is_moe()) return;
+  auto default_max_k = [&] { if (m.max_experts_per_tok < 0) m.max_experts_per_tok = m.num_experts; };
   m.kind = moe_kind_from_string(c.ffn_kind);
   m.router = router_kind_from_string(router);
   m.gate_norm = gate_norm_from_string(gate_norm);
@@ -90,14 +92,17 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
                 "moe.group_widths has {} entries but num_expert_groups = {}", gw.size(),
                 m.num_expert_groups);
     m.expert_widths = widths.empty() ? mohge_expert_widths(gw, m.experts_per_group) : widths;
+    default_max_k();
   } else if (!widths.empty()) {
     m.expert_widths = widths;
+    m.num_experts = (int)widths.size();
   } else if (m.kind == MoeKind::moe) {
     MOHGE_CHECK(m.num_experts > 0, "moe.num_experts must be > 0");
     m.expert_widths.assign(m.num_experts, expert_width);
   } else {
     m.expert_widths = hmoe_widths(strategy, m.num_experts, total_width, multiple);
   }
+  default_max_k();
 }
 
 ModelConfig model_config_read(TomlDoc& doc) {

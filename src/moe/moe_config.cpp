@@ -54,81 +54,87 @@ const char* to_string(GateNorm k) {
 }
 
 static void check_coef(const char* key, double v) {
-  MOHGE_CHECK(std::isfinite(v) && v >= 0.0, "moe config: {} = {} must be a finite value >= 0", key, v);
+  MOHGE_CHECK(std::isfinite(v) && v >= 0.0, "moe.{} = {} must be a finite value >= 0", key, v);
 }
 
 void MoeConfig::validate() const {
   const int E = num_experts;
-  MOHGE_CHECK(E >= 1, "moe config: num_experts = {} must be >= 1", E);
+  MOHGE_CHECK(E >= 1, "moe.num_experts = {} must be >= 1", E);
   MOHGE_CHECK((int)expert_widths.size() == E,
-              "moe config: expert_widths has {} entries but num_experts = {}", expert_widths.size(), E);
+              "moe.expert_widths has {} entries but num_experts = {}", expert_widths.size(), E);
   for (int e = 0; e < E; e++)
-    MOHGE_CHECK(expert_widths[e] > 0, "moe config: expert_widths[{}] = {} must be > 0", e, expert_widths[e]);
-  MOHGE_CHECK(shared_expert_width >= 0, "moe config: shared_expert_width = {} must be >= 0",
+    MOHGE_CHECK(expert_widths[e] > 0, "moe.expert_widths[{}] = {} must be > 0", e, expert_widths[e]);
+  MOHGE_CHECK(shared_expert_width >= 0, "moe.shared_expert_width = {} must be >= 0",
               shared_expert_width);
 
   // layout <-> router consistency: two-level routing needs the grouped layout and vice versa
   if (kind == MoeKind::mohge)
     MOHGE_CHECK(router == RouterKind::two_level,
-                "moe config: kind 'mohge' needs router 'two_level' (got '{}')", to_string(router));
+                "moe.kind 'mohge' needs router 'two_level' (got '{}')", to_string(router));
   if (router == RouterKind::two_level)
-    MOHGE_CHECK(kind == MoeKind::mohge, "moe config: router 'two_level' needs kind 'mohge' (got '{}')",
+    MOHGE_CHECK(kind == MoeKind::mohge, "moe.router 'two_level' needs kind 'mohge' (got '{}')",
                 to_string(kind));
   if (kind == MoeKind::moe)
     for (int e = 1; e < E; e++)
       MOHGE_CHECK(expert_widths[e] == expert_widths[0],
-                  "moe config: kind 'moe' needs equal expert_widths (expert_widths[{}] = {} != {}); "
+                  "moe.kind 'moe' needs equal expert_widths (expert_widths[{}] = {} != {}); "
                   "use kind 'hmoe' for heterogeneous widths",
                   e, expert_widths[e], expert_widths[0]);
 
   switch (router) {
     case RouterKind::top_k:
       MOHGE_CHECK(num_experts_per_tok >= 1 && num_experts_per_tok <= E,
-                  "moe config: num_experts_per_tok (K) = {} must be in [1, num_experts = {}]",
+                  "moe.num_experts_per_tok (K) = {} must be in [1, num_experts = {}]",
                   num_experts_per_tok, E);
       break;
     case RouterKind::top_p:
       MOHGE_CHECK(std::isfinite(top_p) && top_p > 0.0 && top_p <= 1.0,
-                  "moe config: top_p = {} must be in (0, 1]", top_p);
+                  "moe.top_p = {} must be in (0, 1]", top_p);
       MOHGE_CHECK(max_experts_per_tok >= 1 && max_experts_per_tok <= E,
-                  "moe config: max_experts_per_tok (max_k) = {} must be in [1, num_experts = {}]",
+                  "moe.max_experts_per_tok (max_k) = {} must be in [1, num_experts = {}]",
                   max_experts_per_tok, E);
       break;
     case RouterKind::two_level: {
       const int Ng = num_expert_groups, N = experts_per_group;
-      MOHGE_CHECK(Ng >= 1, "moe config: num_expert_groups (Ng) = {} must be >= 1", Ng);
-      MOHGE_CHECK(N >= 1, "moe config: experts_per_group (N) = {} must be >= 1", N);
+      MOHGE_CHECK(Ng >= 1, "moe.num_expert_groups (Ng) = {} must be >= 1", Ng);
+      MOHGE_CHECK(N >= 1, "moe.experts_per_group (N) = {} must be >= 1", N);
       MOHGE_CHECK((long)Ng * N == E,
-                  "moe config: num_expert_groups × experts_per_group = {} × {} = {} must equal num_experts = {}",
+                  "moe.num_expert_groups × experts_per_group = {} × {} = {} must equal num_experts = {}",
                   Ng, N, (long)Ng * N, E);
       for (int g = 0; g < Ng; g++)
         for (int i = 1; i < N; i++)
           MOHGE_CHECK(expert_widths[g * N + i] == expert_widths[g * N],
-                      "moe config: expert_widths must be constant inside a group: group {} has widths {} and {}",
+                      "moe.expert_widths must be constant inside a group: group {} has widths {} and {}",
                       g, expert_widths[g * N], expert_widths[g * N + i]);
       MOHGE_CHECK(topk_group >= 1 && topk_group <= Ng,
-                  "moe config: topk_group (Kg) = {} must be in [1, num_expert_groups = {}]", topk_group, Ng);
+                  "moe.topk_group (Kg) = {} must be in [1, num_expert_groups = {}]", topk_group, Ng);
       MOHGE_CHECK(num_experts_per_tok >= 1 && num_experts_per_tok <= topk_group * N,
-                  "moe config: num_experts_per_tok (K) = {} must be in [1, topk_group × experts_per_group = {}]",
+                  "moe.num_experts_per_tok (K) = {} must be in [1, topk_group × experts_per_group = {}]",
                   num_experts_per_tok, topk_group * N);
       break;
     }
   }
 
-  check_coef("lb_coef", lb_coef);
-  check_coef("pp_coef", pp_coef);
+  check_coef("load_balance_coef", lb_coef);
+  check_coef("p_penalty_coef", pp_coef);
   check_coef("entropy_coef", entropy_coef);
   check_coef("group_coef", group_coef);
-  check_coef("intra_coef", intra_coef);
-  MOHGE_CHECK(std::isfinite(group_delta) && group_delta > 0.0, "moe config: group_delta = {} must be > 0",
+  check_coef("intra_group_coef", intra_coef);
+  MOHGE_CHECK(std::isfinite(group_delta) && group_delta > 0.0, "moe.group_delta = {} must be > 0",
               group_delta);
-  MOHGE_CHECK(group_loss_start_step >= 0, "moe config: group_loss_start_step = {} must be >= 0",
+  MOHGE_CHECK(group_loss_start_step >= 0, "moe.group_loss_start_step = {} must be >= 0",
               group_loss_start_step);
   if (router != RouterKind::two_level) {
-    MOHGE_CHECK(group_coef == 0.0, "moe config: group_coef = {} needs router 'two_level' (got '{}')", group_coef,
+    MOHGE_CHECK(group_coef == 0.0, "moe.group_coef = {} needs router 'two_level' (got '{}')", group_coef,
                 to_string(router));
-    MOHGE_CHECK(intra_coef == 0.0, "moe config: intra_coef = {} needs router 'two_level' (got '{}')", intra_coef,
+    MOHGE_CHECK(intra_coef == 0.0, "moe.intra_group_coef = {} needs router 'two_level' (got '{}')", intra_coef,
                 to_string(router));
+  } else {
+    // SPEC §4 defines these over the router's full softmax over E, which the two-level router
+    // does not have; its balance terms are the group-wise and intra-group losses.
+    MOHGE_CHECK(lb_coef == 0.0 && pp_coef == 0.0 && entropy_coef == 0.0,
+                "moe.load_balance_coef, p_penalty_coef and entropy_coef apply to the top_k and top_p "
+                "routers; the two_level router uses group_coef and intra_group_coef");
   }
 }
 
