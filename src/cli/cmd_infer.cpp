@@ -21,14 +21,17 @@ static std::vector<int32_t> parse_tokens(const std::string& s) {
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
+    long v = 0;
     try {
       size_t used;
-      long v = std::stol(item, &used);
+      v = std::stol(item, &used);
       MOHGE_CHECK(used == item.size(), "");
-      out.push_back((int32_t)v);
     } catch (...) {
       fail("--tokens: '{}' is not an integer", item);
     }
+    // no silent wrap-around: 4294967297 must not become token 1
+    MOHGE_CHECK(v >= INT32_MIN && v <= INT32_MAX, "--tokens: token id {} is outside the vocabulary", v);
+    out.push_back((int32_t)v);
   }
   MOHGE_CHECK(!out.empty(), "--tokens: no tokens given");
   return out;

@@ -1,8 +1,10 @@
 // defines: mohge train
 #include "cli/commands.h"
+#include <filesystem>
 #include <sstream>
 
 #include "core/error.h"
+#include "model/model_io.h"
 #include "train/trainer.h"
 
 namespace mohge {
@@ -23,6 +25,21 @@ void register_train_commands(CLI::App& app) {
     TrainSummary s = train_run(rc, {resume, !quiet, stop_after});
     fmt::print("trained {} steps: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s; checkpoint {}\n",
                s.steps, s.train_loss, s.val_loss, s.tokens_per_s, s.checkpoint);
+  });
+
+  auto* init = app.add_subcommand("init", "write a randomly initialised checkpoint (config.json + model.safetensors)");
+  static std::string i_config, i_out;
+  static std::vector<std::string> i_sets;
+  init->add_option("config", i_config, "TOML config (default: built-in defaults)")->check(CLI::ExistingFile);
+  init->add_option("--set", i_sets, "override a config key (repeatable)")->allow_extra_args(false);
+  init->add_option("--out", i_out, "output directory")->required();
+  add_action(init, [] {
+    RunConfig rc = run_config_read(i_config, i_sets);
+    Model m(rc.model);
+    m.init_weights(rc.train.seed);
+    std::filesystem::create_directories(i_out);
+    model_save(i_out, m);
+    fmt::print("wrote {} ({} parameters)\n", i_out, m.params.total());
   });
 
   auto* cfg = app.add_subcommand("config", "validate a config and print it resolved (or one key)");

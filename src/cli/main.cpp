@@ -17,7 +17,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --help-all
+    // bad flags: one line like every other error (CLI11's own format is two lines, no "error:")
+    std::string msg = e.what();
+    for (char& ch : msg)
+      if (ch == '\n') ch = ' ';
+    fmt::print(stderr, "error: {} (see --help)\n", msg);
+    return e.get_exit_code();
   }
   try {
     mohge::run_selected(app);

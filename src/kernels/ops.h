@@ -44,11 +44,14 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                      const float* up, int64_t N);
 
-// Fused softmax cross-entropy over logits[N,V] with targets[N]. Writes losses[N] (may be null)
-// and returns their sum. If dlogits is non-null it receives (softmax − onehot) · dscale; it may
-// alias logits (in-place, saving a [N,V] buffer).
-double crossentropy_forward_backward(float* dlogits, float* losses, const float* logits,
-                                     const int32_t* targets, int N, int V, float dscale);
+// Softmax cross-entropy over logits[N,V] with targets[N]: losses[N] (may be null) and the
+// log-sum-exp lse[N] that backward needs; returns Σ losses, summed in a fixed order.
+double crossentropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+                            int N, int V);
+// dlogits[N,V] = (softmax − onehot) · dscale. Written, not accumulated; may alias logits
+// (in place, saving a [N,V] buffer).
+void crossentropy_backward(float* dlogits, const float* logits, const float* lse,
+                           const int32_t* targets, int N, int V, float dscale);
 
 // y[n] += x[n]
 void add_inplace(float* y, const float* x, int64_t n);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "kernels/vec_math.h"
 
 namespace mohge {
 
@@ -134,7 +135,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
           float mx = row[0];
           for (int j = 1; j <= t; j++) mx = std::max(mx, row[j]);
           float sum = 0.0f;
-          for (int j = 0; j <= t; j++) sum += (row[j] = std::exp(row[j] - mx));
+          for (int j = 0; j <= t; j++) sum += (row[j] = exp_approx(row[j] - mx));
           float inv = 1.0f / sum;
           for (int j = 0; j <= t; j++) row[j] *= inv;
           std::fill(row + t + 1, row + T, 0.0f);
@@ -197,7 +198,7 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; i++) {
     float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + exp_approx(-g)) * up[i];
   }
 }
 
@@ -205,15 +206,15 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
                      const float* up, int64_t N) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; i++) {
-    float g = gate[i], s = 1.0f / (1.0f + std::exp(-g));
+    float g = gate[i], s = 1.0f / (1.0f + exp_approx(-g));
     float silu = g * s;
     dup[i] += dout[i] * silu;
     dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
   }
 }
 
-double crossentropy_forward_backward(float* dlogits, float* losses, const float* logits,
-                                     const int32_t* targets, int N, int V, float dscale) {
+double crossentropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+                            int N, int V) {
   // Per-row losses summed serially afterwards: the total is bit-identical for any thread
   // count, which exact resume (equal losses after restart) relies on.
   std::vector<float> row_loss(N);
@@ -223,22 +224,26 @@ double crossentropy_forward_backward(float* dlogits, float* losses, const float*
     float mx = x[0];
     for (int j = 1; j < V; j++) mx = std::max(mx, x[j]);
     float sum = 0.0f;
-    for (int j = 0; j < V; j++) sum += std::exp(x[j] - mx);
-    float lse = mx + std::log(sum);
-    float xt = x[targets[n]];  // read before an in-place dlogits overwrites it
-    float loss = lse - xt;
-    row_loss[n] = loss;
-    if (dlogits) {
-      float* d = dlogits + (int64_t)n * V;
-      float inv = dscale / sum;
-      for (int j = 0; j < V; j++) d[j] = std::exp(x[j] - mx) * inv;
-      d[targets[n]] -= dscale;
-    }
+    for (int j = 0; j < V; j++) sum += exp_approx(x[j] - mx);
+    lse[n] = mx + std::log(sum);
+    row_loss[n] = lse[n] - x[targets[n]];
   }
   double total = 0.0;
   for (int n = 0; n < N; n++) total += row_loss[n];
   if (losses) std::copy(row_loss.begin(), row_loss.end(), losses);
   return total;
+}
+
+void crossentropy_backward(float* dlogits, const float* logits, const float* lse,
+                           const int32_t* targets, int N, int V, float dscale) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* x = logits + (int64_t)n * V;
+    float* d = dlogits + (int64_t)n * V;
+    const float l = lse[n];
+    for (int j = 0; j < V; j++) d[j] = exp_approx(x[j] - l) * dscale;
+    d[targets[n]] -= dscale;
+  }
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {

@@ -86,7 +86,8 @@ double Model::forward(const int32_t* inputs, const int32_t* targets, int B, int 
   rmsnorm_forward(lnf_.data(), rstdf_.data(), resid_.data(), params.data(norm_id_), N, d, (float)c.rms_norm_eps);
   matmul_forward(logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V);
   if (!targets) return 0.0;
-  return crossentropy_forward_backward(nullptr, nullptr, logits_.data(), targets, N, V, 0.0f) / N;
+  lse_.resize(N);
+  return crossentropy_forward(nullptr, lse_.data(), logits_.data(), targets, N, V) / N;
 }
 
 void Model::backward(float loss_scale) {
@@ -99,7 +100,7 @@ void Model::backward(float loss_scale) {
   dk_.resize((size_t)N * kvd), dv_.resize((size_t)N * kvd);
 
   // logits -> dlogits in place: the [N,V] buffer is the largest activation
-  crossentropy_forward_backward(logits_.data(), nullptr, logits_.data(), targets_.data(), N, V, loss_scale / N);
+  crossentropy_backward(logits_.data(), logits_.data(), lse_.data(), targets_.data(), N, V, loss_scale / N);
   std::fill(dln_.begin(), dln_.end(), 0.0f);
   matmul_backward(dln_.data(), params.grad(lm_id_), logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V);
   rmsnorm_backward(dres_.data(), params.grad(norm_id_), dln_.data(), resid_.data(), params.data(norm_id_), rstdf_.data(), N, d);

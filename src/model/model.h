@@ -56,7 +56,7 @@ class Model {
   std::vector<LayerIds> layer_ids_;
   std::vector<std::unique_ptr<Ffn>> ffn_;
   std::vector<LayerActs> acts_;
-  std::vector<float> resid_, lnf_, rstdf_, logits_;
+  std::vector<float> resid_, lnf_, rstdf_, logits_, lse_;
   std::vector<int32_t> inputs_, targets_;
   int64_t step_ = 0;
   // backward scratch
