@@ -85,6 +85,7 @@ void register_infer_commands(CLI::App& app) {
     Tokenizer tok = checkpoint_tokenizer(dir);
     SamplingOptions o = g_opt;
     o.eos_id = tok.eos_id();
+    o.vocab_limit = tok.vocab_size();  // a padded model vocabulary has ids the tokenizer cannot decode
     std::vector<int32_t> prompt = tok.encode(g_prompt);
     if (tok.bos_id() >= 0) prompt.insert(prompt.begin(), tok.bos_id());
     MOHGE_CHECK(!prompt.empty(), "--prompt: empty after tokenization");

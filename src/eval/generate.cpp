@@ -38,6 +38,7 @@ std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, cons
   MOHGE_CHECK(o.top_p > 0 && o.top_p <= 1, "--top-p must be in (0, 1]");
   MOHGE_CHECK(o.top_k >= 0, "--top-k must be >= 0");
   const int V = m.cfg.vocab_size;
+  const int Vs = o.vocab_limit > 0 ? std::min(o.vocab_limit, V) : V;  // ids a tokenizer can decode
   const int max_T = std::min<int>(m.cfg.max_seq_len, (int)prompt.size() + o.max_new_tokens);
   MOHGE_CHECK((int)prompt.size() < m.cfg.max_seq_len, "prompt of {} tokens does not fit max_seq_len {}",
               prompt.size(), m.cfg.max_seq_len);
@@ -47,7 +48,7 @@ std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, cons
   for (int32_t t : prompt) m.decode_step(cache, t, logits.data());
   std::vector<int32_t> out;
   while ((int)out.size() < o.max_new_tokens) {
-    int32_t next = sample_token(logits.data(), V, o, rng);
+    int32_t next = sample_token(logits.data(), Vs, o, rng);
     if (next == o.eos_id) break;
     out.push_back(next);
     if (on_token) on_token(next);

@@ -16,6 +16,8 @@ struct SamplingOptions {
   double top_p = 1.0;        // nucleus; 1 = off
   uint64_t seed = 0;
   int32_t eos_id = -1;       // stop when generated (-1: never)
+  int vocab_limit = 0;       // sample only ids < vocab_limit (the tokenizer's size when the model's
+                             // vocabulary is padded beyond it); 0 = the model's whole vocabulary
 };
 
 // Picks the next token from logits[V] (greedy when temperature == 0).

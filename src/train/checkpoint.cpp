@@ -14,7 +14,7 @@ namespace mohge {
 
 std::string checkpoint_save(const std::string& out_dir, const Model& m, const AdamW& opt,
                             const TrainerState& st, const std::string& tokenizer_bytes,
-                            const std::string& run_toml, int keep) {
+                            const std::string& run_toml, int keep, const nlohmann::json& routing) {
   fs::path root = fs::path(out_dir) / "checkpoints";
   fs::create_directories(root);
   std::string name = fmt::format("step_{:08d}", st.step);
@@ -36,6 +36,7 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
   write_file_atomic((tmp / "trainer_state.json").string(), js.dump(2) + "\n");
   write_file_atomic((tmp / "tokenizer.model").string(), tokenizer_bytes);
   write_file_atomic((tmp / "run.toml").string(), run_toml);
+  if (!routing.is_null()) write_file_atomic((tmp / "routing.json").string(), routing.dump(1) + "\n");
   fs::remove_all(final_dir);  // only when re-saving the same step (e.g. after a resume)
   fs::rename(tmp, final_dir);
   // prune: keep the newest `keep` complete checkpoints

@@ -5,9 +5,11 @@
 //   trainer_state.json               step, data-loader position, counters
 //   tokenizer.model                  the SentencePiece model the run trained with
 //   run.toml                         the resolved run config
+//   routing.json                     MoE routing metrics of the last step (MoE models only)
 // The directory is written as .tmp_step_XXXXXXXX and renamed when complete, so a run killed at
 // any moment leaves every earlier checkpoint intact and never a half-written one under step_*.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "data/dataloader.h"
@@ -25,7 +27,8 @@ struct TrainerState {
 // Returns the checkpoint directory written. Keeps the newest `keep` checkpoints.
 std::string checkpoint_save(const std::string& out_dir, const Model& m, const AdamW& opt,
                             const TrainerState& st, const std::string& tokenizer_bytes,
-                            const std::string& run_toml, int keep);
+                            const std::string& run_toml, int keep,
+                            const nlohmann::json& routing = nullptr);
 // Restores optimizer moments and trainer state from a checkpoint dir into opt/st.
 void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st);
 

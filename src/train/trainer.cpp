@@ -105,9 +105,11 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const int64_t first_step = st.step;
   const double tokens_per_step = (double)B * T * tc.grad_accum;
   double run_s = 0.0;
+  nlohmann::json last_routing;  // routing metrics of the last step, stored with checkpoints
   auto save = [&] {
     st.loader = train_loader.state();
-    sum.checkpoint = checkpoint_save(tc.out_dir, model, adamw, st, tok.serialized(), rc.toml, tc.keep_checkpoints);
+    sum.checkpoint = checkpoint_save(tc.out_dir, model, adamw, st, tok.serialized(), rc.toml,
+                                     tc.keep_checkpoints, last_routing);
   };
   auto evaluate = [&] {
     EvalResult r = evaluate_loss(model, val_loader, tc.eval_batches);
@@ -154,7 +156,9 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     if (model.cfg.is_moe()) {
       rec["aux_loss"] = aux;
       rec["aux"] = aux_terms;
-      rec["routing"] = routing.step_record();
+      last_routing = routing.step_record();
+      last_routing["step"] = st.step;
+      rec["routing"] = last_routing;
     }
     log << rec.dump() << "\n";
 
