@@ -21,7 +21,8 @@ This is written as a competent PyTorch 1.13 user would write it for speed on CPU
 - aux losses from tools/torch_ref.py (aux_losses), the same statistics the engine uses;
 - AdamW(foreach=True), zero_grad(set_to_none=True), nn.utils.clip_grad_norm_.
 --check compares the first batch's loss and every gradient with tools/torch_ref.py (float32, and
-the loss also with float64) before timing, and fails (exit 1) if they disagree.
+the loss also with float64) before timing, in a child process (so peak_rss_mb is unaffected), adds
+the result as "check" to the JSON, and fails (exit 1) if they disagree.
 Threads: PyTorch's default unless --threads K (torch.set_num_threads).
 """
 import argparse
@@ -30,6 +31,7 @@ import json
 import math
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -361,7 +363,7 @@ def blas_threads():
     return None
 
 
-def check_against_reference(ckpt, cfg, raw, model, inputs, targets, step):
+def check_against_reference(cfg, raw, model, inputs, targets, step):
     """First-batch loss and gradients vs tools/torch_ref.py; returns a summary dict."""
     model.zero_grad(set_to_none=True)
     loss, lm_loss = model(inputs, targets, step)
@@ -377,7 +379,7 @@ def check_against_reference(ckpt, cfg, raw, model, inputs, targets, step):
         res[tag + "_loss"] = float(rloss)
         res[tag + "_lm_loss"] = float(rl)
         margins = [it["routing"]["margin"] for it in info]
-        res["min_routing_margin"] = min(margins) if margins else None
+        res[tag + "_min_routing_margin"] = min(margins) if margins else None
         if dtype == torch.float32:
             rloss.backward()
             worst, worst_name = 0.0, None
@@ -407,6 +409,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--check", action="store_true",
                     help="first check loss + grads against tools/torch_ref.py (exit 1 on mismatch)")
+    ap.add_argument("--check-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-fuse", action="store_true", help="separate q/k/v and gate/up matmuls")
     ap.add_argument("--no-foreach", action="store_true", help="AdamW(foreach=False)")
     ap.add_argument("--profile", metavar="N", type=int, default=0,
@@ -414,6 +417,20 @@ def main():
     a = ap.parse_args()
     if a.steps < 1:
         ap.error("--steps must be >= 1")
+
+    check = None
+    if a.check and not a.check_only:
+        # In a child process, so that the reference's float64 copy of the model does not count
+        # in this process's peak RSS.
+        argv = [x for x in sys.argv[1:] if x != "--check"] + ["--check-only"]
+        r = subprocess.run([sys.executable, os.path.abspath(__file__)] + argv,
+                           stdout=subprocess.PIPE, text=True)
+        if r.returncode not in (0, 1) or not r.stdout.strip():
+            sys.exit(f"error: --check failed (exit {r.returncode})")
+        check = json.loads(r.stdout)
+        print("check: " + json.dumps(check), file=sys.stderr)
+        if not check["ok"]:
+            sys.exit("error: loss/gradients differ from tools/torch_ref.py")
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -431,17 +448,17 @@ def main():
         tok = torch.randint(0, V, (B, T + 1), generator=gen)
         return tok[:, :-1].contiguous(), tok[:, 1:].contiguous()
 
-    check = None
-    if a.check:
-        g0 = gen.get_state()
+    if a.check_only:  # the first training step's batch, at step 0
         inputs, targets = batch()
-        gen.set_state(g0)  # the first training step sees the same batch
-        check = check_against_reference(a.checkpoint, cfg, raw, model, inputs, targets, 0)
-        print("check: " + json.dumps(check), file=sys.stderr)
+        res = check_against_reference(cfg, raw, model, inputs, targets, 0)
+        print(json.dumps(res))
+        sys.exit(0 if res["ok"] else 1)
     del raw
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed_tokens" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed_tokens" not in n)]
+    # as the engine: decay matrices, not norms or the embedding
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.dim() >= 2 and "embed_tokens" not in n]
+    no_decay = [p for n, p in named if not (p.dim() >= 2 and "embed_tokens" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8, foreach=not a.no_foreach)
@@ -504,9 +521,6 @@ def main():
     if check is not None:
         out["check"] = check
     print(json.dumps(out, indent=2))
-    if check is not None and not check["ok"]:
-        print("error: loss/gradients differ from tools/torch_ref.py", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -125,7 +126,7 @@ std::vector<std::string> lines(const std::string& s) {
 // Built once per process: a tokenizer (vocab 300), a dense and a mohge checkpoint (vocab 320, with the
 // tokenizer inside), a valid validation shard, a small corpus.
 struct Env {
-  TmpDir* dir;
+  std::shared_ptr<TmpDir> dir;  // removed at exit
   std::string tok, corpus, ck, ck_moe, shard;
   int V = 320;
 };
@@ -171,7 +172,7 @@ ModelConfig cli_model(const std::string& kind) {
 const Env& env() {
   static Env e = [] {
     Env v;
-    v.dir = new TmpDir("env");
+    v.dir = std::make_shared<TmpDir>("env");
     v.corpus = *v.dir / "corpus.txt";
     std::ofstream(v.corpus) << make_text(200, 1);
     TokenizerTrainOptions opt;
@@ -459,6 +460,7 @@ TEST(CliForward, TokensOutsideTheVocabularyOrNotIntegers) {
   EXPECT_CLI_ERROR(base + "1,x", "'x' is not an integer");
   EXPECT_CLI_ERROR(base + "1,2x", "'2x' is not an integer");
   EXPECT_CLI_ERROR(base + "1,,2", "is not an integer");
+  EXPECT_CLI_ERROR(base + "''", "no tokens given");
   // 2^32 + 1 must not wrap around to token 1
   EXPECT_CLI_ERROR(base + "1,4294967297", "4294967297");
   EXPECT_CLI_ERROR(base + "1,99999999999999999999999", "is not an integer");
@@ -651,6 +653,39 @@ TEST(CliGenerate, GreedyGenerationRuns) {
   CliResult r2 = mohge("generate --checkpoint " + q(env().ck) + " --prompt 'the cat' --max-tokens 5 --temperature 0");
   EXPECT_EQ(r.out, r2.out) << "greedy decoding must be deterministic";
   EXPECT_CLI_ERROR("generate --checkpoint " + q(env().ck) + " --prompt 'the cat' --top-p 1.5", "top-p");
+}
+
+// ------------------------------------------------------------------------------------ end to end
+// tokenizer train -> data prepare -> train (stop + resume) -> eval / forward / generate on the run dir.
+TEST(CliEndToEnd, TrainResumeEvalGenerate) {
+  TmpDir d;
+  EXPECT_CLI_OK(mohge("tokenizer train --input " + q(env().corpus) + " --out " + q(d / "tok") + " --vocab-size 300"));
+  EXPECT_CLI_OK(mohge("data prepare --input " + q(env().corpus) + " --tokenizer " + q(d / "tok.model") + " --out " +
+                      q(d / "data") + " --val-fraction 0.1"));
+  const std::string sets =
+      " --set model.vocab_size=300 --set model.hidden_size=16 --set model.num_layers=1 --set model.num_heads=2"
+      " --set model.num_kv_heads=1 --set model.intermediate_size=32 --set model.max_seq_len=16"
+      " --set train.batch_size=2 --set train.seq_len=16 --set train.steps=6 --set train.eval_every=0"
+      " --set train.eval_batches=2 --set train.threads=1 --set data.dir=" + q(d / "data") +
+      " --set train.out_dir=" + q(d / "run");
+  CliResult r = mohge("train -q --stop-after 3" + sets);
+  EXPECT_CLI_OK(r);
+  EXPECT_TRUE(fs::exists(d / "run/checkpoints/step_00000003/model.safetensors"));
+  r = mohge("train -q --resume" + sets);
+  EXPECT_CLI_OK(r);
+  EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("trained 6 steps"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(d / "run/checkpoints/step_00000006/tokenizer.model"));
+  r = mohge("eval --checkpoint " + q(d / "run") + " --data " + q(d / "data") + " --seq-len 16");
+  EXPECT_CLI_OK(r);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("checkpoint").get<std::string>(), d / "run/checkpoints/step_00000006");
+  EXPECT_LT(j.at("loss").get<double>(), std::log(300.0) + 0.5);
+  r = mohge("generate --checkpoint " + q(d / "run") + " --prompt 'the cat' --max-tokens 4 --seed 3");
+  EXPECT_CLI_OK(r);
+  r = mohge("train -q --resume" + sets + " --set model.hidden_size=32");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("model config differs"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/safetensors.h"
+#include "eval/generate.h"
 #include "model/ffn_moe.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -187,7 +188,9 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
   const int B = 2, T = 6, N = B * T;
   auto in = random_tokens(N, cfg.vocab_size, 5), tg = random_tokens(N, cfg.vocab_size, 6);
   auto total_loss = [&] { return m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss(); };
-  const double h = 2e-2;  // fp32: the loss is exact to ~1e-7, so the quotient's noise is ~1e-5
+  // fp32 loss (~4) is exact to ~5e-7, so the quotient has noise ~1e-5 at this step; the weights are
+  // O(0.1-1), so the O(h^2) curvature error stays ~1e-3 relative.
+  const double h = 3e-2;
 
   // Pick weights whose routing is not within reach of a ±h perturbation (top-p especially has
   // tokens near the cumulative-probability threshold): probe random coordinates of every tensor.
@@ -230,6 +233,7 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
 
   std::mt19937_64 rng(123);
   int checked_total = 0, resampled = 0, router_tensors = 0;
+  double worst_ratio = 0;  // max over coordinates of |error| / tolerance (GC_VERBOSE prints it)
   for (const ParamInfo& p : m.params.infos()) {
     const bool router = is_router_tensor(p.name);
     router_tensors += router;
@@ -265,13 +269,16 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
       const double diff = std::abs(an[j] - fd[j]);
       num += diff * diff, den += fd[j] * fd[j];
       // fp32 forward noise on the difference quotient is ~1e-5; curvature error is O(h^2)
-      EXPECT_LE(diff, 1e-2 * std::max(std::abs(an[j]), std::abs(fd[j])) + 3e-5)
+      const double bound = 1e-2 * std::max(std::abs(an[j]), std::abs(fd[j])) + 3e-5;
+      worst_ratio = std::max(worst_ratio, diff / bound);
+      EXPECT_LE(diff, bound)
           << p.name << "[" << coords[j] << "]: backward " << an[j] << " vs finite difference " << fd[j];
     }
     if (getenv("GC_VERBOSE")) {
       double mx = 0;
       for (double v : fd) mx = std::max(mx, std::abs(v));
-      printf("%-50s rel %.2e  max|g| %.2e\n", p.name.c_str(), den > 0 ? std::sqrt(num / den) : 0.0, mx);
+      printf("%-50s rel %.2e  max|g| %.2e  worst diff/bound %.2f\n", p.name.c_str(),
+             den > 0 ? std::sqrt(num / den) : 0.0, mx, worst_ratio);
     }
     if (den > 1e-12) {
       EXPECT_LE(std::sqrt(num / den), 1e-2) << p.name << ": relative error of the sampled gradient";
@@ -954,6 +961,65 @@ TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) {
   double gmax = 0;
   for (float g : grads[0]) gmax = std::max(gmax, (double)std::abs(g));
   for (size_t i = 0; i < grads[0].size(); i++) ASSERT_NEAR(grads[0][i], grads[1][i], 1e-5 * gmax + 1e-9) << i;
+}
+
+// ------------------------------------------------------------------------------ changing shapes
+// Activation buffers are reused across calls: a forward after calls with other (B, T) gives the same
+// logits and gradients as a fresh model.
+TEST(ModelShapes, ForwardBackwardAfterOtherBatchShapesMatchesFreshModel) {
+  ModelConfig cfg = tiny_config("hmoe");
+  auto run = [&](Model& m, int B, int T, std::vector<float>* grad) {
+    auto in = random_tokens(B * T, cfg.vocab_size, 100 + B * 31 + T), tg = random_tokens(B * T, cfg.vocab_size, 7 + B + T);
+    m.params.zero_grad();
+    double loss = m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss();
+    std::vector<float> logits(m.logits(), m.logits() + (size_t)B * T * cfg.vocab_size);
+    m.backward(1.0f);
+    if (grad) grad->assign(m.params.all_grad(), m.params.all_grad() + m.params.total());
+    logits.push_back((float)loss);
+    return logits;
+  };
+  Model fresh(cfg), reused(cfg);
+  randomize(fresh, 9);
+  randomize(reused, 9);
+  run(reused, 2, 6, nullptr);
+  run(reused, 1, 12, nullptr);
+  run(reused, 3, 2, nullptr);
+  std::vector<float> g1, g2;
+  auto a = run(fresh, 2, 5, &g1);
+  auto b = run(reused, 2, 5, &g2);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(g1, g2);
+}
+
+// ----------------------------------------------------------------------------------- generation
+// A model vocabulary padded beyond the tokenizer's: generation never emits an id the tokenizer
+// cannot decode, even when those ids have the largest logits.
+TEST(Generate, VocabLimitKeepsSamplesInsideTheTokenizerVocabulary) {
+  ModelConfig cfg = tiny_config("dense");
+  Model m(cfg);
+  randomize(m, 2);
+  const int limit = 20;
+  // make the padded ids [20, 32) win: their LM-head rows align with the final hidden state's typical
+  // direction, scaled up
+  float* lm = m.params.data(m.params.find("lm_head.weight"));
+  std::vector<int32_t> prompt = {1, 2, 3};
+  m.forward(prompt.data(), nullptr, 1, 3);
+  for (int v = limit; v < cfg.vocab_size; v++)
+    for (int i = 0; i < cfg.hidden_size; i++) lm[(size_t)v * cfg.hidden_size + i] = lm[(size_t)0 * cfg.hidden_size + i] * 50.0f;
+  SamplingOptions o;
+  o.max_new_tokens = 8;
+  o.temperature = 0;  // greedy
+  auto unlimited = generate(m, prompt, o);
+  ASSERT_FALSE(unlimited.empty());
+  EXPECT_TRUE(std::any_of(unlimited.begin(), unlimited.end(), [&](int32_t t) { return t >= limit; }))
+      << "setup: the padded ids should win without a limit";
+  o.vocab_limit = limit;
+  for (double temp : {0.0, 1.0}) {
+    o.temperature = temp;
+    auto out = generate(m, prompt, o);
+    EXPECT_EQ(out.size(), 8u);
+    for (int32_t t : out) EXPECT_LT(t, limit);
+  }
 }
 
 }  // namespace

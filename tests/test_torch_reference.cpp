@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -22,7 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kPython = "/usr/bin/python3";
+// MOHGE_TEST_PYTHON overrides the interpreter (e.g. to check the skip path with one lacking torch).
+const std::string kPython = getenv("MOHGE_TEST_PYTHON") ? getenv("MOHGE_TEST_PYTHON") : "/usr/bin/python3";
 const std::string kTools = std::string(MOHGE_SOURCE_DIR) + "/tools";
 
 std::string q(const std::string& s) {

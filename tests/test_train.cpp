@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -113,7 +114,7 @@ std::string make_corpus(int docs, uint64_t seed) {
 // Built once per process: corpus -> tokenizer (vocab 300; SentencePiece with byte fallback needs
 // >= 261) -> train.bin / val.bin.
 struct Dataset {
-  TmpDir* dir = nullptr;
+  std::shared_ptr<TmpDir> dir;  // removed at exit
   std::string data_dir, tokenizer;
   int vocab = 0;
 };
@@ -121,7 +122,7 @@ struct Dataset {
 const Dataset& dataset() {
   static Dataset ds = [] {
     Dataset d;
-    d.dir = new TmpDir("dataset");
+    d.dir = std::make_shared<TmpDir>("dataset");
     const std::string corpus = *d.dir / "corpus.txt";
     std::ofstream(corpus) << make_corpus(400, 42);
     TokenizerTrainOptions opt;

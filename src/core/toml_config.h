@@ -32,6 +32,8 @@ class TomlSection {
   TomlSection(TomlDoc& doc, const std::string& name);  // a missing section reads as empty
   template <class T> void get(const char* key, T& value);
   bool has(const char* key) const;
+  // Records a value derived from other keys, so the resolved config re-reads to the same run.
+  void set(const char* key, int64_t value) { table_->insert_or_assign(key, value); }
   // Errors for every key in the section not read through get(); call after reading.
   void finish() const;
   const std::string& name() const { return name_; }

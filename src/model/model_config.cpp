@@ -49,6 +49,7 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
   std::string strategy = "arithmetic";
   int expert_width = 512, total_width = 4096, gw_start = 384, gw_step = 128, multiple = 8;
   std::vector<int> widths, group_widths;
+  const bool explicit_num_experts = s.has("num_experts");
   s.get("num_experts", m.num_experts);
   s.get("expert_width", expert_width);
   s.get("width_strategy", strategy);
@@ -85,6 +86,9 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
   if (m.kind == MoeKind::mohge) {
     MOHGE_CHECK(m.num_expert_groups > 0 && m.experts_per_group > 0,
                 "moe.num_expert_groups and moe.experts_per_group must be > 0 for mohge");
+    MOHGE_CHECK(!explicit_num_experts || m.num_experts == m.num_expert_groups * m.experts_per_group,
+                "moe.num_experts = {} but num_expert_groups × experts_per_group = {}", m.num_experts,
+                m.num_expert_groups * m.experts_per_group);
     m.num_experts = m.num_expert_groups * m.experts_per_group;
     auto gw = group_widths.empty() ? mohge_group_widths(m.num_expert_groups, gw_start, gw_step)
                                    : mohge_group_widths(group_widths);
@@ -94,6 +98,8 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
     m.expert_widths = widths.empty() ? mohge_expert_widths(gw, m.experts_per_group) : widths;
     default_max_k();
   } else if (!widths.empty()) {
+    MOHGE_CHECK(!explicit_num_experts || m.num_experts == (int)widths.size(),
+                "moe.expert_widths has {} entries but moe.num_experts = {}", widths.size(), m.num_experts);
     m.expert_widths = widths;
     m.num_experts = (int)widths.size();
   } else if (m.kind == MoeKind::moe) {
@@ -103,6 +109,8 @@ static void read_moe(ModelConfig& c, TomlDoc& doc) {
     m.expert_widths = hmoe_widths(strategy, m.num_experts, total_width, multiple);
   }
   default_max_k();
+  s.set("num_experts", m.num_experts);
+  s.set("max_experts_per_tok", m.max_experts_per_tok);
 }
 
 ModelConfig model_config_read(TomlDoc& doc) {

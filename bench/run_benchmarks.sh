@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Training throughput of mohge vs PyTorch (float32, autograd, AdamW) on the preset configs.
+#
+#   bench/run_benchmarks.sh [CONFIG ...]      # names from configs/, default: all five presets
+#
+# Environment: STEPS (timed steps, default 10), WARMUP (default 2), CHECK=1 (torch_bench.py
+# --check: first verify loss + gradients against tools/torch_ref.py), TORCH_ARGS (extra
+# torch_bench.py arguments, e.g. "--threads 2"), OUT_DIR (raw JSON + logs, default
+# /tmp/mohge_bench_results), BUILD=1 (run `ninja -C build mohge bench_train` first).
+# For each config: `mohge init` a checkpoint, then build/bench/bench_train and
+# bench/torch_bench.py back to back (so both see the same machine state), then one Markdown
+# table row. Prints the table to stdout; exits non-zero if any command fails.
+# shellcheck disable=SC2086  # the *_CMD strings are split into words on purpose
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-10}
+WARMUP=${WARMUP:-2}
+OUT_DIR=${OUT_DIR:-/tmp/mohge_bench_results}
+TORCH_ARGS=${TORCH_ARGS:-}
+PY=/usr/bin/python3          # Debian's python3-torch lives here, not in the python3 on PATH
+MOHGE=build/mohge
+BENCH=build/bench/bench_train
+
+if [[ $# -gt 0 ]]; then CONFIGS=("$@"); else CONFIGS=(dense moe hmoe_topk hmoe_topp mohge); fi
+
+if [[ ${BUILD:-0} == 1 ]]; then ninja -C build -j2 mohge bench_train >&2; fi
+for f in "$MOHGE" "$BENCH"; do
+  [[ -x $f ]] || { echo "error: $f missing; run: ninja -C build -j2 mohge bench_train" >&2; exit 1; }
+done
+for c in "${CONFIGS[@]}"; do
+  [[ -f configs/$c.toml ]] || { echo "error: no configs/$c.toml" >&2; exit 1; }
+done
+mkdir -p "$OUT_DIR"
+
+# json_get FILE KEY: one top-level value of a JSON file
+if command -v jq >/dev/null 2>&1; then
+  json_get() { jq -er ".$2" "$1"; }
+else
+  json_get() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+fi
+fmt() { printf "%.${2}f" "$1"; }   # fmt NUMBER DECIMALS
+
+# run NAME CMD...: run a command, stdout -> $OUT_DIR/NAME.json, stderr -> $OUT_DIR/NAME.log
+run() {
+  local name=$1; shift
+  if ! "$@" >"$OUT_DIR/$name.json" 2>"$OUT_DIR/$name.log"; then
+    echo "error: command failed: $*" >&2
+    tail -n 30 "$OUT_DIR/$name.log" >&2
+    exit 1
+  fi
+}
+
+# Resolve batch/seq per config and build the exact commands up front (printed in the header).
+declare -A INIT_CMD BENCH_CMD TORCH_CMD
+for c in "${CONFIGS[@]}"; do
+  B=$("$MOHGE" config "configs/$c.toml" --get train.batch_size)
+  T=$("$MOHGE" config "configs/$c.toml" --get train.seq_len)
+  INIT_CMD[$c]="$MOHGE init configs/$c.toml --out /tmp/mohge_bench_$c"
+  BENCH_CMD[$c]="$BENCH configs/$c.toml --steps $STEPS --warmup $WARMUP"
+  TORCH_CMD[$c]="$PY bench/torch_bench.py --checkpoint /tmp/mohge_bench_$c --batch $B --seq $T --steps $STEPS --warmup $WARMUP"
+  if [[ ${CHECK:-0} == 1 ]]; then TORCH_CMD[$c]+=" --check"; fi
+  if [[ -n $TORCH_ARGS ]]; then TORCH_CMD[$c]+=" $TORCH_ARGS"; fi
+done
+
+TORCH_VER=$("$PY" -c 'import torch; print(torch.__version__)')
+CPU=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+echo "## mohge vs PyTorch training throughput"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "- nproc: $(nproc); CPU: ${CPU:-unknown}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)'); PyTorch $TORCH_VER (float32, default threads unless noted in the commands)"
+echo "- steps: $STEPS timed after $WARMUP warm-up, synthetic uniform tokens; raw JSON and logs in $OUT_DIR"
+echo "- commands, per config, in this order:"
+echo
+echo '```'
+for c in "${CONFIGS[@]}"; do
+  echo "${INIT_CMD[$c]}"
+  echo "${BENCH_CMD[$c]}"
+  echo "${TORCH_CMD[$c]}"
+done
+echo '```'
+echo
+echo "| config | mohge tok/s | torch tok/s | mohge/torch | mohge model GFLOP/s | fraction of sgemm | mohge peak RSS MB | torch peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+
+for c in "${CONFIGS[@]}"; do
+  echo "[$c] init, bench_train, torch_bench ..." >&2
+  run "$c.init" ${INIT_CMD[$c]}
+  run "$c.mohge" ${BENCH_CMD[$c]}
+  run "$c.torch" ${TORCH_CMD[$c]}
+  m="$OUT_DIR/$c.mohge.json" t="$OUT_DIR/$c.torch.json"
+  m_tps=$(json_get "$m" tokens_per_s)
+  t_tps=$(json_get "$t" tokens_per_s)
+  ratio=$(awk -v a="$m_tps" -v b="$t_tps" 'BEGIN { printf "%.2f", a / b }')
+  printf '| %s | %s | %s | %s× | %s | %s | %s | %s |\n' "$c" "$(fmt "$m_tps" 0)" "$(fmt "$t_tps" 0)" \
+    "$ratio" "$(fmt "$(json_get "$m" model_gflops)" 1)" "$(fmt "$(json_get "$m" fraction_of_sgemm)" 3)" \
+    "$(fmt "$(json_get "$m" peak_rss_mb)" 0)" "$(fmt "$(json_get "$t" peak_rss_mb)" 0)"
+done
