@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
       model.params.zero_grad();
       loss = model.forward(in.data(), tg.data(), B, T, s);
       model.backward(1.0f);
-      grad_global_norm(model.params.all_grad(), model.params.total());
+      double norm = grad_global_norm(model.params.all_grad(), model.params.total());
+      if (norm > 1.0) grad_scale(model.params.all_grad(), model.params.total(), (float)(1.0 / norm));
       opt.step(model.params, 1e-4, s + 1);
       if (s >= warmup) secs += std::chrono::duration<double>(clk::now() - t0).count();
     }
