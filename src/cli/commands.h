@@ -9,7 +9,9 @@ namespace mohge {
 // runs the one the user chose (parsing first, running after, so --help never does work).
 void register_data_commands(CLI::App& app);   // data fetch | data prepare | tokenizer train
 void register_train_commands(CLI::App& app);  // train
-void register_infer_commands(CLI::App& app);  // eval | generate | forward | grad
+void register_eval_commands(CLI::App& app);   // eval
+void register_infer_commands(CLI::App& app);  // generate | forward | grad
+void register_analyze_commands(CLI::App& app);  // analyze
 void add_action(CLI::App* sub, std::function<void()> action);
 void run_selected(CLI::App& app);
 

@@ -10,10 +10,11 @@ int main(int argc, char** argv) {
   CLI::App app{"mohge: train, evaluate and run heterogeneous mixture-of-experts language models"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
-  std::vector<std::function<void()>> actions;
   mohge::register_data_commands(app);
   mohge::register_train_commands(app);
+  mohge::register_eval_commands(app);
   mohge::register_infer_commands(app);
+  mohge::register_analyze_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
