@@ -1,41 +1,174 @@
-// defines: mohge eval
+// defines: mohge eval — tasks loss | mc | pairs | cloze, one JSON object on stdout
+#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/tokenizer.h"
+#include "eval/cloze.h"
 #include "eval/eval_loss.h"
+#include "eval/score.h"
+#include "eval/tasks.h"
 #include "model/model_io.h"
 
 namespace fs = std::filesystem;
 
 namespace mohge {
 
-void register_eval_commands(CLI::App& app) {
-  // eval
-  auto* ev = app.add_subcommand("eval", "validation loss and perplexity of a checkpoint (JSON)");
-  static std::string ev_ckpt, ev_data;
-  static int ev_batch = 8, ev_seq = 0;
-  static uint64_t ev_max = 0;
-  ev->add_option("--checkpoint", ev_ckpt, "checkpoint or run directory")->required();
-  ev->add_option("--data", ev_data, "token shard (.bin) or a prepared dir (uses val.bin)")->required();
-  ev->add_option("--batch-size", ev_batch)->capture_default_str()->check(CLI::PositiveNumber);
-  ev->add_option("--seq-len", ev_seq, "default: the model's max_seq_len")->check(CLI::NonNegativeNumber);
-  ev->add_option("--max-batches", ev_max, "0 = the whole shard")->capture_default_str();
-  add_action(ev, [] {
-    std::string dir = checkpoint_resolve(ev_ckpt);
-    auto model = model_load(dir);
-    std::string shard = fs::is_directory(ev_data) ? ev_data + "/val.bin" : ev_data;
-    int T = ev_seq > 0 ? ev_seq : model->cfg.max_seq_len;
-    auto ts = std::make_shared<TokenShard>(shard);
-    MOHGE_CHECK(ts->vocab_size() <= model->cfg.vocab_size, "{}: vocab {} exceeds the model's {}", shard, ts->vocab_size(), model->cfg.vocab_size);
-    DataLoader loader(ts, ev_batch, T, 0);
-    EvalResult r = evaluate_loss(*model, loader, ev_max);
-    nlohmann::json j = {{"checkpoint", dir}, {"data", shard}, {"loss", r.loss}, {"perplexity", r.perplexity},
-                        {"tokens", r.tokens}, {"seq_len", T}};
-    fmt::print("{}\n", j.dump(2));
-  });
+namespace {
 
+struct EvalArgs {
+  std::string ckpt, task = "loss", data, write, tokenizer, start = "eos";
+  std::vector<std::string> corpus = {"data/default/corpus.txt"};
+  int batch = 8, seq = 0, n = 0, context_sentences = 3;
+  uint64_t max_batches = 0, seed = 1234, split_seed = 1337;
+  double val_fraction = 0.05;
+};
+
+nlohmann::json mc_json(const McMetrics& m) {
+  return {{"acc", m.acc}, {"acc_stderr", m.acc_stderr}, {"acc_norm", m.acc_norm}, {"acc_norm_stderr", m.acc_norm_stderr}};
+}
+
+template <class T>
+std::vector<T> first_n(std::vector<T> v, int n) {
+  if (n > 0 && (size_t)n < v.size()) v.resize((size_t)n);
+  return v;
+}
+
+void run_eval(const EvalArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool needs_data = a.task == "loss" || a.task == "mc" || a.task == "pairs";
+  MOHGE_CHECK(!needs_data || !a.data.empty(), "--data is required for --task {}", a.task);
+  MOHGE_CHECK(a.write.empty() || a.task == "cloze", "--write is only for --task cloze");
+  MOHGE_CHECK(!a.ckpt.empty() || (a.task == "cloze" && !a.write.empty()),
+              "--checkpoint is required (only --task cloze --write runs without one)");
+  nlohmann::json out = {{"task", a.task}};
+
+  std::vector<ClozeItem> cloze;
+  if (a.task == "cloze") {
+    ClozeOptions co;
+    co.n = a.n > 0 ? a.n : 500;
+    co.seed = a.seed;
+    co.split_seed = a.split_seed;
+    co.val_fraction = a.val_fraction;
+    co.context_sentences = a.context_sentences;
+    cloze = build_cloze_from_corpus(a.corpus, co);
+    out["corpus"] = a.corpus;
+    out["seed"] = a.seed;
+    out["split_seed"] = a.split_seed;
+    out["val_fraction"] = a.val_fraction;
+    out["context_sentences"] = a.context_sentences;
+    out["requested_n"] = co.n;
+    if (!a.write.empty()) {
+      std::vector<McItem> items;
+      std::vector<nlohmann::json> extra;
+      for (const auto& c : cloze) items.push_back(c.mc), extra.push_back(c.extra());
+      write_mc_jsonl(a.write, items, extra);
+      out["written"] = a.write;
+    }
+    if (a.ckpt.empty()) {  // export only
+      out["n"] = cloze.size();
+      fmt::print("{}\n", out.dump(2));
+      return;
+    }
+  }
+
+  const std::string dir = checkpoint_resolve(a.ckpt);
+  auto model = model_load(dir);
+  out["checkpoint"] = dir;
+
+  if (a.task == "loss") {
+    std::string shard = fs::is_directory(a.data) ? a.data + "/val.bin" : a.data;
+    int T = a.seq > 0 ? a.seq : model->cfg.max_seq_len;
+    auto ts = std::make_shared<TokenShard>(shard);
+    MOHGE_CHECK(ts->vocab_size() <= model->cfg.vocab_size, "{}: vocab {} exceeds the model's {}", shard,
+                ts->vocab_size(), model->cfg.vocab_size);
+    DataLoader loader(ts, a.batch, T, 0);
+    EvalResult r = evaluate_loss(*model, loader, a.max_batches);
+    out["data"] = shard;
+    out["metrics"] = {{"loss", r.loss}, {"perplexity", r.perplexity}};
+    out["n"] = r.tokens;
+    // the flat keys of the original `mohge eval` output, kept for scripts that read them
+    out["loss"] = r.loss;
+    out["perplexity"] = r.perplexity;
+    out["tokens"] = r.tokens;
+    out["seq_len"] = T;
+  } else {
+    const std::string tok_path = a.tokenizer.empty() ? dir + "/tokenizer.model" : a.tokenizer;
+    MOHGE_CHECK(!a.tokenizer.empty() || fs::exists(tok_path),
+                "{}: checkpoint has no tokenizer.model (pass --tokenizer)", dir);
+    Tokenizer tok = Tokenizer::load(tok_path);
+    MOHGE_CHECK(tok.vocab_size() <= model->cfg.vocab_size, "tokenizer '{}' has {} ids, more than the model's vocab {}",
+                tok_path, tok.vocab_size(), model->cfg.vocab_size);
+    TaskOptions opt;
+    opt.batch_size = a.batch;
+    opt.start_token = start_token_id(tok, a.start);
+    out["start_token"] = opt.start_token;
+    ScoreStats stats;
+    if (a.task == "pairs") {
+      auto items = first_n(load_pairs_jsonl(a.data), a.n);
+      PairsEval r = evaluate_pairs(*model, tok, items, opt);
+      out["data"] = a.data;
+      out["metrics"] = {{"acc", r.acc}, {"acc_stderr", r.acc_stderr}};
+      out["n"] = r.n;
+      stats = r.stats;
+    } else {
+      std::vector<McItem> items;
+      if (a.task == "mc") {
+        items = first_n(load_mc_jsonl(a.data), a.n);
+        out["data"] = a.data;
+      } else {
+        for (const auto& c : cloze) items.push_back(c.mc);
+      }
+      McEval r = evaluate_mc(*model, tok, items, opt);
+      out["metrics"] = mc_json(r.metrics);
+      out["n"] = r.metrics.n;
+      stats = r.stats;
+    }
+    out["sequences"] = stats.sequences;
+    out["scored_tokens"] = stats.scored_tokens;
+    out["truncated"] = stats.truncated;
+    out["batches"] = stats.batches;
+  }
+  out["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("{}\n", out.dump(2));
+}
+
+}  // namespace
+
+void register_eval_commands(CLI::App& app) {
+  auto* ev = app.add_subcommand(
+      "eval", "evaluate a checkpoint (JSON): validation loss, multiple-choice / minimal-pair files, built-in cloze");
+  static EvalArgs a;
+  ev->add_option("--checkpoint", a.ckpt, "checkpoint or run directory");
+  ev->add_option("--task", a.task, "loss | mc | pairs | cloze")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"loss", "mc", "pairs", "cloze"}));
+  ev->add_option("--data", a.data,
+                 "loss: token shard (.bin) or a prepared dir (uses val.bin); mc / pairs: a .jsonl file");
+  ev->add_option("--batch-size", a.batch, "sequences per forward")->capture_default_str()->check(CLI::PositiveNumber);
+  ev->add_option("--seq-len", a.seq, "loss: window length (default: the model's max_seq_len)")
+      ->check(CLI::NonNegativeNumber);
+  ev->add_option("--max-batches", a.max_batches, "loss: 0 = the whole shard")->capture_default_str();
+  ev->add_option("--n", a.n, "items: mc / pairs: the first N (0 = all); cloze: how many to build (0 = 500)")
+      ->check(CLI::NonNegativeNumber);
+  ev->add_option("--corpus", a.corpus, "cloze: corpus text file(s) given to data prepare")->capture_default_str();
+  ev->add_option("--seed", a.seed, "cloze: item sampling seed")->capture_default_str();
+  ev->add_option("--split-seed", a.split_seed, "cloze: data prepare's --seed (held-out documents)")
+      ->capture_default_str();
+  ev->add_option("--val-fraction", a.val_fraction, "cloze: data prepare's --val-fraction")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-9, 0.999999));
+  ev->add_option("--context-sentences", a.context_sentences, "cloze: sentences of context before the target")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  ev->add_option("--write", a.write, "cloze: also write the items as multiple-choice JSONL (no --checkpoint: only write)");
+  ev->add_option("--start-token", a.start, "token every scored sequence starts from: eos | bos")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"eos", "bos"}));
+  ev->add_option("--tokenizer", a.tokenizer, "default: CKPT/tokenizer.model");
+  add_action(ev, [] { run_eval(a); });
 }
 
 }  // namespace mohge

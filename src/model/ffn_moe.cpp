@@ -1,5 +1,7 @@
 #include "model/ffn_moe.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -23,6 +25,8 @@ MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& pref
     shared_ = swiglu_register(params, prefix + ".shared_experts", d_, m_.shared_expert_width, std, out_std);
   step_stats_.reset(m_);
 }
+
+bool MoeFfn::experts_in_parallel() const { return E_ >= 2 * omp_get_max_threads(); }
 
 void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
   const int d = d_, E = E_;
@@ -60,7 +64,10 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < A; p++) std::copy_n(inp + (size_t)row_token_[p] * d, d, xe_.data() + (size_t)p * d);
 
-  // 3. each expert: one GEMM chain on all of its rows
+  // 3. each expert: one GEMM chain on all of its rows. With several experts per thread, experts
+  // run concurrently, each GEMM single-threaded: small GEMMs scale badly across threads, and
+  // their barriers stall when the cores are shared. Otherwise each GEMM uses all threads.
+#pragma omp parallel for schedule(dynamic, 1) if (experts_in_parallel())
   for (int e = 0; e < E; e++) {
     int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
     if (n == 0) continue;
@@ -113,17 +120,17 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
     }
   }
   // 2. experts
-  size_t max_act = 0;
-  for (int e = 0; e < E; e++) max_act = std::max(max_act, act_offsets_[e + 1] - act_offsets_[e]);
-  if (m_.shared_expert_width > 0) max_act = std::max(max_act, (size_t)N * m_.shared_expert_width);
-  if (scratch_.size() < 3 * max_act) scratch_.resize(3 * max_act);
+  // every expert gets its own scratch (3·n_e·W_e), as experts may run concurrently
+  const size_t need = 3 * std::max(act_offsets_[E], (size_t)N * m_.shared_expert_width);
+  if (scratch_.size() < need) scratch_.resize(need);
+#pragma omp parallel for schedule(dynamic, 1) if (experts_in_parallel())
   for (int e = 0; e < E; e++) {
     int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
     if (n == 0) continue;
     size_t ao = act_offsets_[e];
     swiglu_ffn_backward(dxe_.data() + (size_t)r0 * d, experts_[e].grads(params_), dye_.data() + (size_t)r0 * d,
                         xe_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
-                        experts_[e].weights(params_), n, d, m_.expert_widths[e], scratch_.data());
+                        experts_[e].weights(params_), n, d, m_.expert_widths[e], scratch_.data() + 3 * ao);
   }
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; t++) {

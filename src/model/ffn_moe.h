@@ -28,6 +28,7 @@ class MoeFfn : public Ffn {
   const MoeConfig& config() const { return m_; }
 
  private:
+  bool experts_in_parallel() const;
   const BalanceStats* global_stats() const { return m_.global_batch_stats ? &step_stats_ : nullptr; }
   ParamTable& params_;
   MoeConfig m_;

@@ -1,0 +1,79 @@
+// defines: McItem, PairItem, load_mc_jsonl, load_pairs_jsonl, write_mc_jsonl, McMetrics, mc_metrics,
+//          pairs_accuracy, TaskOptions, evaluate_mc, evaluate_pairs — the scored eval tasks
+// Multiple choice (lm-evaluation-harness style), one JSON object per line:
+//   {"context": "Question: ...\nAnswer:", "choices": [" yes", " no"], "label": 0}
+// Each choice is scored as a continuation of the context (score.h: encode_pair) and
+//   acc      = mean over items of [argmax_i loglik_i == label]
+//   acc_norm = mean over items of [argmax_i loglik_i / bytes_i == label], bytes_i = UTF-8 length of
+//              choice i as written (leading space included), so long choices are not penalised
+//              for having more tokens.
+// The first maximum wins a tie. Minimal pairs (BLiMP style), one JSON object per line:
+//   {"sentence_good": "...", "sentence_bad": "..."}
+// Each sentence is scored whole after the start token; acc = share of pairs whose good sentence has
+// the strictly higher total log-likelihood. Unknown keys are ignored; blank lines are skipped; any
+// other problem is a mohge::Error naming file:line.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/tokenizer.h"
+#include "eval/score.h"
+#include "model/model.h"
+
+namespace mohge {
+
+struct McItem {
+  std::string context;
+  std::vector<std::string> choices;
+  int label = 0;
+  std::string where;  // "file:line" (or another label) for error messages
+};
+
+struct PairItem {
+  std::string good, bad;
+  std::string where;
+};
+
+// label may be an integer or a string of digits ("2", as in Hugging Face HellaSwag).
+std::vector<McItem> load_mc_jsonl(const std::string& path);
+std::vector<PairItem> load_pairs_jsonl(const std::string& path);
+// One object per item; extra[i] (when given) is merged into item i's object. Atomic write.
+void write_mc_jsonl(const std::string& path, const std::vector<McItem>& items,
+                    const std::vector<nlohmann::json>& extra = {});
+
+struct McMetrics {
+  double acc = 0, acc_norm = 0;
+  double acc_stderr = 0, acc_norm_stderr = 0;  // sqrt(p(1-p)/(n-1)), 0 when n < 2
+  uint64_t n = 0;
+};
+// loglik[i][j]: log-likelihood of choice j of item i. Checks the shapes against the items.
+McMetrics mc_metrics(const std::vector<McItem>& items, const std::vector<std::vector<double>>& loglik);
+// Share of pairs with good[i] > bad[i].
+double pairs_accuracy(const std::vector<double>& good, const std::vector<double>& bad);
+
+struct TaskOptions {
+  int batch_size = 8;
+  int start_token = -1;  // prepended to every sequence (start_token_id); -1 = none
+};
+
+struct McEval {
+  McMetrics metrics;
+  std::vector<std::vector<double>> loglik;  // per item, per choice
+  ScoreStats stats;
+};
+McEval evaluate_mc(Model& model, const Tokenizer& tok, const std::vector<McItem>& items,
+                   const TaskOptions& opt);
+
+struct PairsEval {
+  double acc = 0, acc_stderr = 0;
+  uint64_t n = 0;
+  std::vector<double> good, bad;  // log-likelihoods
+  ScoreStats stats;
+};
+PairsEval evaluate_pairs(Model& model, const Tokenizer& tok, const std::vector<PairItem>& items,
+                         const TaskOptions& opt);
+
+}  // namespace mohge
