@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "data/tokenizer.h"
 #include "eval/cloze.h"
 #include "eval/eval_loss.h"
@@ -21,6 +22,7 @@ namespace {
 struct EvalArgs {
   std::string ckpt, task = "loss", data, write, tokenizer, start = "eos";
   std::vector<std::string> corpus = {"data/default/corpus.txt"};
+  bool corpus_set = false, split_seed_set = false, frac_set = false;  // given on the command line
   int batch = 8, seq = 0, n = 0, context_sentences = 3;
   uint64_t max_batches = 0, seed = 1234, split_seed = 1337;
   double val_fraction = 0.05;
@@ -38,7 +40,7 @@ std::vector<T> first_n(std::vector<T> v, int n) {
 
 void run_eval(const EvalArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
-  const bool needs_data = a.task == "loss" || a.task == "mc" || a.task == "pairs";
+  const bool needs_data = a.task != "cloze";
   MOHGE_CHECK(!needs_data || !a.data.empty(), "--data is required for --task {}", a.task);
   MOHGE_CHECK(a.write.empty() || a.task == "cloze", "--write is only for --task cloze");
   MOHGE_CHECK(!a.ckpt.empty() || (a.task == "cloze" && !a.write.empty()),
@@ -53,11 +55,29 @@ void run_eval(const EvalArgs& a) {
     co.split_seed = a.split_seed;
     co.val_fraction = a.val_fraction;
     co.context_sentences = a.context_sentences;
-    cloze = build_cloze_from_corpus(a.corpus, co);
-    out["corpus"] = a.corpus;
+    std::vector<std::string> corpus = a.corpus;
+    if (!a.data.empty()) {
+      // a prepared dir: its meta.json names the source files, the seed and the val fraction
+      const std::string meta_path = (fs::path(a.data) / "meta.json").string();
+      MOHGE_CHECK(fs::is_regular_file(meta_path), "--task cloze --data '{}': no meta.json there (a dir from data prepare)",
+                  a.data);
+      nlohmann::json meta;
+      try {
+        meta = nlohmann::json::parse(read_file_text(meta_path));
+        if (!a.corpus_set) corpus = meta.at("sources").get<std::vector<std::string>>();
+        if (!a.split_seed_set) co.split_seed = meta.at("seed").get<uint64_t>();
+        if (!a.frac_set) co.val_fraction = meta.at("val_fraction").get<double>();
+      } catch (const nlohmann::json::exception& e) {
+        fail("{}: {}", meta_path, e.what());
+      }
+    }
+    for (const auto& f : corpus)
+      MOHGE_CHECK(fs::is_regular_file(f), "cloze corpus '{}' not found (pass --corpus FILE; `mohge data fetch` writes data/default/corpus.txt)", f);
+    cloze = build_cloze_from_corpus(corpus, co);
+    out["corpus"] = corpus;
     out["seed"] = a.seed;
-    out["split_seed"] = a.split_seed;
-    out["val_fraction"] = a.val_fraction;
+    out["split_seed"] = co.split_seed;
+    out["val_fraction"] = co.val_fraction;
     out["context_sentences"] = a.context_sentences;
     out["requested_n"] = co.n;
     if (!a.write.empty()) {
@@ -73,6 +93,13 @@ void run_eval(const EvalArgs& a) {
       return;
     }
   }
+
+  // bad task files fail before the (possibly slow) model load
+  std::vector<McItem> mc_items;
+  std::vector<PairItem> pair_items;
+  if (a.task == "mc") mc_items = first_n(load_mc_jsonl(a.data), a.n);
+  if (a.task == "pairs") pair_items = first_n(load_pairs_jsonl(a.data), a.n);
+  for (const auto& c : cloze) mc_items.push_back(c.mc);
 
   const std::string dir = checkpoint_resolve(a.ckpt);
   auto model = model_load(dir);
@@ -107,21 +134,14 @@ void run_eval(const EvalArgs& a) {
     out["start_token"] = opt.start_token;
     ScoreStats stats;
     if (a.task == "pairs") {
-      auto items = first_n(load_pairs_jsonl(a.data), a.n);
-      PairsEval r = evaluate_pairs(*model, tok, items, opt);
+      PairsEval r = evaluate_pairs(*model, tok, pair_items, opt);
       out["data"] = a.data;
       out["metrics"] = {{"acc", r.acc}, {"acc_stderr", r.acc_stderr}};
       out["n"] = r.n;
       stats = r.stats;
     } else {
-      std::vector<McItem> items;
-      if (a.task == "mc") {
-        items = first_n(load_mc_jsonl(a.data), a.n);
-        out["data"] = a.data;
-      } else {
-        for (const auto& c : cloze) items.push_back(c.mc);
-      }
-      McEval r = evaluate_mc(*model, tok, items, opt);
+      if (a.task == "mc") out["data"] = a.data;
+      McEval r = evaluate_mc(*model, tok, mc_items, opt);
       out["metrics"] = mc_json(r.metrics);
       out["n"] = r.metrics.n;
       stats = r.stats;
@@ -146,18 +166,19 @@ void register_eval_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"loss", "mc", "pairs", "cloze"}));
   ev->add_option("--data", a.data,
-                 "loss: token shard (.bin) or a prepared dir (uses val.bin); mc / pairs: a .jsonl file");
+                 "loss: token shard (.bin) or a prepared dir (uses val.bin); mc / pairs: a .jsonl file; "
+                 "cloze: a prepared dir, whose meta.json gives the corpus files, split seed and val fraction");
   ev->add_option("--batch-size", a.batch, "sequences per forward")->capture_default_str()->check(CLI::PositiveNumber);
   ev->add_option("--seq-len", a.seq, "loss: window length (default: the model's max_seq_len)")
       ->check(CLI::NonNegativeNumber);
   ev->add_option("--max-batches", a.max_batches, "loss: 0 = the whole shard")->capture_default_str();
   ev->add_option("--n", a.n, "items: mc / pairs: the first N (0 = all); cloze: how many to build (0 = 500)")
       ->check(CLI::NonNegativeNumber);
-  ev->add_option("--corpus", a.corpus, "cloze: corpus text file(s) given to data prepare")->capture_default_str();
+  auto* corpus_opt = ev->add_option("--corpus", a.corpus, "cloze: corpus text file(s) given to data prepare")->capture_default_str();
   ev->add_option("--seed", a.seed, "cloze: item sampling seed")->capture_default_str();
-  ev->add_option("--split-seed", a.split_seed, "cloze: data prepare's --seed (held-out documents)")
+  auto* split_opt = ev->add_option("--split-seed", a.split_seed, "cloze: data prepare's --seed (held-out documents)")
       ->capture_default_str();
-  ev->add_option("--val-fraction", a.val_fraction, "cloze: data prepare's --val-fraction")
+  auto* frac_opt = ev->add_option("--val-fraction", a.val_fraction, "cloze: data prepare's --val-fraction")
       ->capture_default_str()
       ->check(CLI::Range(1e-9, 0.999999));
   ev->add_option("--context-sentences", a.context_sentences, "cloze: sentences of context before the target")
@@ -168,7 +189,12 @@ void register_eval_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"eos", "bos"}));
   ev->add_option("--tokenizer", a.tokenizer, "default: CKPT/tokenizer.model");
-  add_action(ev, [] { run_eval(a); });
+  add_action(ev, [corpus_opt, split_opt, frac_opt] {
+    a.corpus_set = corpus_opt->count() > 0;
+    a.split_seed_set = split_opt->count() > 0;
+    a.frac_set = frac_opt->count() > 0;
+    run_eval(a);
+  });
 }
 
 }  // namespace mohge

@@ -62,7 +62,8 @@ void register_infer_commands(CLI::App& app) {
     o.eos_id = tok.eos_id();
     o.vocab_limit = tok.vocab_size();  // a padded model vocabulary has ids the tokenizer cannot decode
     std::vector<int32_t> prompt = tok.encode(g_prompt);
-    if (tok.bos_id() >= 0) prompt.insert(prompt.begin(), tok.bos_id());
+    // training data separates documents by EOS (never BOS), so a document starts after an EOS
+    if (tok.eos_id() >= 0) prompt.insert(prompt.begin(), tok.eos_id());
     MOHGE_CHECK(!prompt.empty(), "--prompt: empty after tokenization");
     fmt::print("{}", g_prompt);
     std::vector<int32_t> seen;

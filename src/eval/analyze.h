@@ -80,10 +80,10 @@ class RoutingRecorder {
   explicit RoutingRecorder(const ModelConfig& cfg);
   // After m.forward() on these N = B·T input tokens: records every MoE layer's routing().
   void add(const Model& m, const int32_t* tokens, int N);
-  // One layer's routing of r.T tokens (slot = index among the MoE layers).
+  // The parts of add(), for synthetic routings: count the analyzed token ids (once per position), and
+  // one layer's routing of r.T tokens (slot = index among the MoE layers).
+  void add_tokens(const int32_t* tokens, int N);
   void add_layer(int slot, const Routing& r, const int32_t* tokens);
-  // Whole-model activated parameters of the batch just added (Model::active_params_per_token).
-  void add_model_active(double active_params_per_token, double tokens);
 
   const ModelConfig& cfg() const { return cfg_; }
   const std::vector<Layer>& layers() const { return layers_; }

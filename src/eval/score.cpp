@@ -32,6 +32,9 @@ std::vector<ScoreResult> score_continuations(Model& model, const std::vector<Sco
     const ScoreRequest& q = reqs[i];
     MOHGE_CHECK(!q.context.empty(), "scoring: request {} has an empty context (nothing predicts its first token)", i);
     MOHGE_CHECK(!q.continuation.empty(), "scoring: request {} has an empty continuation", i);
+    for (const auto* part : {&q.context, &q.continuation})
+      for (int32_t t : *part)
+        MOHGE_CHECK(t >= 0 && t < V, "scoring: request {}: token id {} is outside the vocabulary [0, {})", i, t, V);
     Row& r = rows[i];
     r.toks.reserve(q.context.size() + q.continuation.size());
     r.toks.insert(r.toks.end(), q.context.begin(), q.context.end());
@@ -113,7 +116,9 @@ std::vector<int32_t> encode_continuation(const Tokenizer& tok, std::string_view 
   // The dummy "▁" goes in front of the "\n", whose tokens are dropped: what remains is the
   // continuation tokenized as it would be in running text.
   const std::vector<int32_t> pre = tok.encode("\n");
-  std::vector<int32_t> all = tok.encode("\n" + std::string(text));
+  std::string prefixed(1, '\n');
+  prefixed.append(text);
+  std::vector<int32_t> all = tok.encode(prefixed);
   if (!pre.empty() && all.size() >= pre.size() && std::equal(pre.begin(), pre.end(), all.begin()))
     return std::vector<int32_t>(all.begin() + (ptrdiff_t)pre.size(), all.end());
   return tok.encode(text);  // "\n" merged with the text (unusual vocabulary): plain encoding

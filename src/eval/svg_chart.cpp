@@ -21,7 +21,7 @@ bool finite(double v) { return std::isfinite(v); }
 double text_w(std::string_view s, double char_w = kCharW) { return (double)s.size() * char_w; }
 
 std::string shorten(const std::string& s, size_t max_chars) {
-  if (s.size() <= max_chars) return s;
+  if (max_chars == std::string::npos || s.size() <= max_chars) return s;
   return s.substr(0, max_chars - 1) + "\u2026";
 }
 
@@ -34,8 +34,8 @@ struct Box {
 double legend_width(const Frame& f) {
   if (f.legend.empty()) return 0;
   double w = 0;
-  for (auto& [c, l] : f.legend) w = std::max(w, text_w(shorten(l, 28), 5.8));
-  return std::min(w, 190.0) + 30;
+  for (auto& [c, l] : f.legend) w = std::max(w, text_w(shorten(l, 36), 5.8));
+  return std::min(w, 220.0) + 30;
 }
 
 Box layout(const Frame& f, double bottom) {
@@ -74,7 +74,7 @@ std::string legend_svg(const Frame& f, const Box& b) {
     s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"11\" height=\"11\" fill=\"{}\"/>", b.legend_x, y,
                      escape(f.legend[i].first));
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"10.5\" fill=\"#222\">{}</text>\n", b.legend_x + 16,
-                     y + 9.5, escape(shorten(f.legend[i].second, 28)));
+                     y + 9.5, escape(shorten(f.legend[i].second, 36)));
   }
   if (shown < f.legend.size())
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"10.5\" fill=\"#666\">… {} more</text>\n",
@@ -147,6 +147,12 @@ struct CatLabels {
 
 CatLabels plan_labels(const std::vector<std::string>& labels, double slot) {
   CatLabels p;
+  double full = 0;
+  for (auto& l : labels) full = std::max(full, text_w(l, 5.8));
+  if (full + 4 <= slot) {  // everything fits horizontally: no truncation
+    p.max_chars = std::string::npos;
+    return p;
+  }
   double w = 0;
   for (auto& l : labels) w = std::max(w, text_w(shorten(l, p.max_chars), 5.8));
   if (w + 4 <= slot) return p;
@@ -220,6 +226,20 @@ std::string fmt_num(double v) {
   if (a >= 1e4) return sig3(v / 1e3) + "k";
   if (a >= 1e-4 || a == 0) return sig3(v);
   return fmt::format("{:.2e}", v);
+}
+
+std::string fmt_short(double v) {
+  if (!finite(v)) return "\u2013";
+  if (v == 0) return "0";
+  const double a = std::fabs(v);
+  if (a >= 1e4 || a < 1e-3) return fmt_num(v);
+  std::string s = fmt::format("{:.{}f}", v, std::max(0, 1 - (int)std::floor(std::log10(a))));
+  if (s.find('.') != std::string::npos) {
+    while (s.back() == '0') s.pop_back();
+    if (s.back() == '.') s.pop_back();
+  }
+  if (s.rfind("0.", 0) == 0) s = s.substr(1);  // .12
+  return s;
 }
 
 std::vector<double> nice_ticks(double lo, double hi, int n) {
@@ -410,9 +430,13 @@ std::string line_chart(const LineChart& c) {
   std::vector<std::pair<double, std::string>> xt = c.x_ticks;
   Scale xs{xlo, xhi, b.x0, b.x0 + b.w};
   if (xt.empty()) {
+    bool integer_x = true;  // e.g. steps: no 1.25 ticks
+    for (auto& sr : c.series)
+      for (double v : sr.x) integer_x = integer_x && (!finite(v) || v == std::floor(v));
     const auto t = nice_ticks(xlo, xhi, std::max(3, (int)(b.w / 90)));
     xs = Scale{t.front(), t.back(), b.x0, b.x0 + b.w};
-    for (double v : t) xt.push_back({v, fmt_num(v)});
+    for (double v : t)
+      if (!integer_x || v == std::floor(v)) xt.push_back({v, fmt_num(v)});
   } else {
     const double pad = (xhi - xlo) * 0.03;
     xs = Scale{xlo - pad, xhi + pad, b.x0, b.x0 + b.w};
@@ -479,20 +503,27 @@ std::string heatmap(const Heatmap& c) {
   if (!finite(vmin)) vmin = 0, vmax = 1;
   if (vmax <= vmin) vmax = vmin + (vmin == 0 ? 1 : std::fabs(vmin) * 0.01);
 
-  // geometry: square-ish cells filling the space left of the colour bar
+  // geometry: cells fill the space left of the colour bar (square when asked, else at most 90 × 40 px);
+  // the svg then shrinks to what the cells use
   double rlw = 0, clw = 0;
   for (auto& l : c.row_labels) rlw = std::max(rlw, text_w(shorten(l, 22), 5.8));
   for (auto& l : c.col_labels) clw = std::max(clw, text_w(shorten(l, 22), 5.8));
   const double strip = c.row_colors.empty() && c.col_colors.empty() ? 0 : 7;
   const double left = 10 + (f.y_label.empty() ? 0 : 18) + rlw + 6 + strip, top = 36;
-  const double bar_w = 88;  // colour bar + its tick labels
-  const double avail_w = f.width - left - bar_w - 10, avail_h_guess = f.height - top - 30;
-  double cell = std::min(avail_w / std::max<size_t>(1, C), avail_h_guess / std::max<size_t>(1, R));
-  const bool rot = clw > cell;  // column labels rotated when wider than a cell
+  const double bar_w = 96;  // colour bar + its tick labels
+  const double avail_w = f.width - left - bar_w - 10;
+  const double Cn = std::max<size_t>(1, C), Rn = std::max<size_t>(1, R);
+  double cw = std::min(avail_w / Cn, c.square ? (f.height - top - 40) / Rn : 90.0);
+  const bool rot = clw > cw;  // column labels rotated when wider than a cell
   const double bottom = (rot ? 10 + clw * 0.65 : 20) + strip + (f.x_label.empty() ? 6 : 22);
-  cell = std::max(2.0, std::min(avail_w / std::max<size_t>(1, C), (f.height - top - bottom) / std::max<size_t>(1, R)));
-  const double gx = left, gy = top, gw = cell * C, gh = cell * R;
-  const bool annotate = c.annotate.value_or(cell >= 30);
+  double ch = std::min((f.height - top - bottom) / Rn, c.square ? cw : 40.0);
+  if (c.square) cw = ch = std::min(cw, ch);
+  cw = std::max(2.0, cw), ch = std::max(2.0, ch);
+  const double gx = left, gy = top, gw = cw * C, gh = ch * R;
+  const double bh = std::max(60.0, std::min(gh, 260.0));
+  f.height = (int)std::ceil(gy + std::max(gh, bh + 20) + bottom);
+  f.width = std::min(f.width, (int)std::ceil(gx + gw + bar_w + 10));
+  const bool annotate = c.annotate.value_or(cw >= 34 && ch >= 15);
 
   std::string s = open_svg(f);
   if (!f.y_label.empty())
@@ -504,40 +535,40 @@ std::string heatmap(const Heatmap& c) {
       const double t = (v - vmin) / (vmax - vmin);
       const std::string color = finite(v) ? viridis(t) : kMissing;
       s += fmt::format("<rect x=\"{:.2f}\" y=\"{:.2f}\" width=\"{:.2f}\" height=\"{:.2f}\" fill=\"{}\"><title>{}</title></rect>",
-                       gx + k * cell, gy + r * cell, cell + 0.05, cell + 0.05, color,
+                       gx + k * cw, gy + r * ch, cw + 0.05, ch + 0.05, color,
                        escape(c.row_labels[r] + " \u00d7 " + c.col_labels[k] + ": " + (finite(v) ? fmt_num(v) : "missing")));
       if (annotate && finite(v))
         s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"{:.1f}\" fill=\"{}\">{}</text>",
-                         gx + (k + 0.5) * cell, gy + (r + 0.5) * cell + 3.5, std::min(10.0, cell / 3.2),
-                         t > 0.6 ? "#222" : "#fff", escape(fmt_num(v)));
+                         gx + (k + 0.5) * cw, gy + (r + 0.5) * ch + 3.5, std::min(10.0, std::min(cw / 3.4, ch * 0.7)),
+                         t > 0.6 ? "#222" : "#fff", escape(fmt_short(v)));
     }
   s += "\n";
   if (c.block > 0) {
     for (size_t k = c.block; k < C; k += c.block)
       s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#fff\" stroke-width=\"1.5\"/>",
-                       gx + k * cell, gy, gx + k * cell, gy + gh);
+                       gx + k * cw, gy, gx + k * cw, gy + gh);
     for (size_t r = c.block; r < R; r += c.block)
       s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#fff\" stroke-width=\"1.5\"/>",
-                       gx, gy + r * cell, gx + gw, gy + r * cell);
+                       gx, gy + r * ch, gx + gw, gy + r * ch);
     s += "\n";
   }
   s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"{}\"/>\n", gx,
                    gy, gw, gh, kAxis);
   // colour strips
   for (size_t r = 0; r < R && r < c.row_colors.size(); r++)
-    s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.2f}\" width=\"5\" height=\"{:.2f}\" fill=\"{}\"/>", gx - strip, gy + r * cell,
-                     cell + 0.05, escape(c.row_colors[r]));
+    s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.2f}\" width=\"5\" height=\"{:.2f}\" fill=\"{}\"/>", gx - strip, gy + r * ch,
+                     ch + 0.05, escape(c.row_colors[r]));
   for (size_t k = 0; k < C && k < c.col_colors.size(); k++)
-    s += fmt::format("<rect x=\"{:.2f}\" y=\"{:.1f}\" width=\"{:.2f}\" height=\"5\" fill=\"{}\"/>", gx + k * cell,
-                     gy + gh + 2, cell + 0.05, escape(c.col_colors[k]));
+    s += fmt::format("<rect x=\"{:.2f}\" y=\"{:.1f}\" width=\"{:.2f}\" height=\"5\" fill=\"{}\"/>", gx + k * cw,
+                     gy + gh + 2, cw + 0.05, escape(c.col_colors[k]));
   // labels, thinned to ≥ 11 px apart
-  const int every = std::max(1, (int)std::ceil(11.0 / cell));
+  const int every = std::max(1, (int)std::ceil(11.0 / ch));
   for (size_t r = 0; r < R; r += every)
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"10\" fill=\"{}\">{}</text>",
-                     gx - strip - 4, gy + (r + 0.5) * cell + 3.5, kAxis, escape(shorten(c.row_labels[r], 22)));
-  const int cevery = rot ? every : std::max(1, (int)std::ceil((clw + 6) / cell));
+                     gx - strip - 4, gy + (r + 0.5) * ch + 3.5, kAxis, escape(shorten(c.row_labels[r], 22)));
+  const int cevery = rot ? std::max(1, (int)std::ceil(11.0 / cw)) : std::max(1, (int)std::ceil((clw + 6) / cw));
   for (size_t k = 0; k < C; k += cevery) {
-    const double x = gx + (k + 0.5) * cell, y = gy + gh + strip + 4;
+    const double x = gx + (k + 0.5) * cw, y = gy + gh + strip + 4;
     if (rot)
       s += fmt::format("<text transform=\"translate({:.1f},{:.1f}) rotate(-40)\" text-anchor=\"end\" font-size=\"10\" "
                        "fill=\"{}\">{}</text>",
@@ -551,7 +582,7 @@ std::string heatmap(const Heatmap& c) {
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#222\">{}</text>\n", gx + gw / 2,
                      (double)f.height - 6, escape(f.x_label));
   // colour bar
-  const double bx = gx + gw + 18, bh = std::max(60.0, std::min(gh, 260.0));
+  const double bx = gx + gw + 18;
   const std::string grad = f.id + "-grad";
   s += fmt::format("<defs><linearGradient id=\"{}\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">", escape(grad));
   for (int i = 0; i <= 10; i++) s += fmt::format("<stop offset=\"{:.1f}\" stop-color=\"{}\"/>", i / 10.0, viridis(i / 10.0));

@@ -17,6 +17,8 @@ namespace mohge::svg {
 std::string escape(std::string_view s);  // & < > " ' → entities
 // Compact number: 3 significant digits, k/M/G suffixes from 10^4 on (12.3k, 4.56M), "–" if not finite.
 std::string fmt_num(double v);
+// Shorter, for values printed inside heatmap cells: 2 significant digits, no leading zero (.12, 3.4, 56).
+std::string fmt_short(double v);
 // About n "nice" tick values (1, 2, 2.5, 5 × 10^k steps) covering [lo, hi]; at least 2 values.
 std::vector<double> nice_ticks(double lo, double hi, int n = 5);
 std::string viridis(double t);  // t ∈ [0, 1] (clamped) → "#rrggbb"
@@ -83,7 +85,8 @@ struct LineChart {
 std::string line_chart(const LineChart& c);
 
 // rows × cols cells coloured by value (viridis from min to max of the finite values), with a colour
-// bar. Labels are thinned automatically when cells are small; every cell has a tooltip.
+// bar. Labels are thinned automatically when cells are small; every cell has a tooltip. f.width and
+// f.height are the most the chart may take; the svg shrinks to the cells it draws.
 struct Heatmap {
   Frame f;
   std::vector<std::string> row_labels, col_labels;
@@ -93,6 +96,7 @@ struct Heatmap {
   int block = 0;                               // > 0: separator lines every `block` rows/cols
   std::optional<bool> annotate;                // print values in cells (default: when cells are big)
   std::optional<double> vmin, vmax;            // fixed colour range
+  bool square = false;                         // square cells (distance matrices)
 };
 std::string heatmap(const Heatmap& c);
 
