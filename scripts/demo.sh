@@ -17,6 +17,7 @@ data=data/default
 out=$($mohge config "$config" --get train.out_dir "$@")
 $mohge train "$config" --resume "$@"
 $mohge eval --checkpoint "$out" --data $data --max-batches 50
+$mohge eval --checkpoint "$out" --task cloze --data $data --n 200
 for prompt in "The President said" "In the morning, the"; do
   $mohge generate --checkpoint "$out" --prompt "$prompt" --max-tokens 60 --temperature 0.8 --top-p 0.95 --seed 1
 done

@@ -19,7 +19,12 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
   fs::create_directories(root);
   std::string name = fmt::format("step_{:08d}", st.step);
   fs::path tmp = root / (".tmp_" + name), final_dir = root / name;
-  fs::remove_all(tmp);
+  // A complete checkpoint of this step already exists (a resumed run stopped before its first
+  // step): keep it rather than open a window in which neither copy exists.
+  if (fs::exists(final_dir / "config.json")) return final_dir.string();
+  // leftovers of saves killed midway are incomplete by construction
+  for (auto& e : fs::directory_iterator(root))
+    if (e.path().filename().string().rfind(".tmp_", 0) == 0) fs::remove_all(e.path());
   fs::create_directories(tmp);
   model_save(tmp.string(), m);
   std::vector<TensorView> ts;
@@ -37,7 +42,7 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
   write_file_atomic((tmp / "tokenizer.model").string(), tokenizer_bytes);
   write_file_atomic((tmp / "run.toml").string(), run_toml);
   if (!routing.is_null()) write_file_atomic((tmp / "routing.json").string(), routing.dump(1) + "\n");
-  fs::remove_all(final_dir);  // only when re-saving the same step (e.g. after a resume)
+  fs::remove_all(final_dir);  // a step_* dir without config.json: never completed
   fs::rename(tmp, final_dir);
   // prune: keep the newest `keep` complete checkpoints
   std::vector<fs::path> all;

@@ -90,6 +90,11 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     truncate_log(log_path, st.step);
     fmt::print("resumed from {} (step {})\n", dir, st.step);
   } else {
+    // never overwrite an earlier run's checkpoints: they are the user's data
+    const fs::path ck = fs::path(tc.out_dir) / "checkpoints";
+    MOHGE_CHECK(!fs::exists(ck) || fs::is_empty(ck),
+                "{} holds checkpoints of an earlier run: continue it with --resume, or set another train.out_dir",
+                tc.out_dir);
     model.init_weights(tc.seed);
     if (fs::exists(log_path)) fs::remove(log_path);
   }
