@@ -37,6 +37,7 @@
 #include "moe/metrics.h"
 #include "train/routing_log.h"
 
+
 namespace fs = std::filesystem;
 using namespace mohge;
 using nlohmann::json;

@@ -792,8 +792,8 @@ std::string analysis_summary(const json& a) {
   const json& fb = a.at("frequency_buckets");
   const json& mw = fb["mean_over_layers"]["mean_width_gate"];
   if (mw.size() >= 2)
-    s += fmt::format("mean expert width (gate-weighted, mean over layers): rarest bucket ({} occurrences) {:.1f}, most "
-                     "frequent ({}) {:.1f}\n",
+    s += fmt::format("mean expert width (gate-weighted, mean over layers): rarest tokens (seen {}x in the shard) "
+                     "{:.1f}, most frequent ({}x) {:.1f}\n",
                      fb["buckets"].front()["label"].get<std::string>(), num(mw.front()),
                      fb["buckets"].back()["label"].get<std::string>(), num(mw.back()));
   const json& w = a.at("wasserstein");

@@ -63,7 +63,9 @@ struct Page {
 struct Ctx {
   const json& a;
   std::vector<int> W;                  // expert widths
-  std::vector<std::string> wcolor;     // colour per expert
+  std::vector<std::string> wcolor;     // colour per expert, by width
+  std::vector<std::string> lcolor;     // line colour per expert: by width, or distinct when all widths are equal
+  bool homogeneous = false;            // one width for every expert
   std::vector<std::string> names;      // "g1.2" / "e5"
   int E = 0, Ng = 0, N = 0;
   std::vector<int> GW;                 // group widths (two-level)
@@ -215,19 +217,39 @@ void section_training(Page& pg, const Ctx& c) {
   lc.x_marker = marker, lc.x_marker_label = mlabel;
   pg.chart(svg::line_chart(lc), lc.f.id);
 
+  // per-step shares and loads are noisy: centred moving average over `win` records (raw values in the CSVs)
+  const int win = steps.size() > 60 ? (int)std::lround(steps.size() / 30.0) | 1 : 1;
+  auto smooth = [&](const std::vector<double>& y) {
+    if (win <= 1) return y;
+    std::vector<double> out(y.size(), NAN);
+    for (size_t i = 0; i < y.size(); i++) {
+      double s = 0;
+      int n = 0;
+      for (int k = -win / 2; k <= win / 2; k++) {
+        const long j = (long)i + k;
+        if (j >= 0 && j < (long)y.size() && std::isfinite(y[j])) s += y[j], n++;
+      }
+      if (n) out[i] = s / n;
+    }
+    return out;
+  };
+  const std::string smooth_note = win > 1 ? fmt::format(" Centred moving average over {} log records.", win) : "";
+
   const json& last = tr["layers"].back();
   const int ll = last["layer"].get<int>();
   svg::LineChart es;
   es.f = {"train-expert-share", fmt::format("Layer {}: expert activation share over training", ll), "step",
-          "share of assignments", 1100, 320, svg::width_legend(c.W)};
+          "share of assignments", 1100, 320, {}};
   for (int e = 0; e < c.E; e++) {
     std::vector<double> y;
     for (auto& row : last["expert_share"]) y.push_back(num(row[e]));
-    es.series.push_back({fmt::format("{} (width {})", c.names[e], c.W[e]), c.wcolor[e], steps, y, 1.2});
+    es.series.push_back({fmt::format("{} (width {})", c.names[e], c.W[e]), c.lcolor[e], steps, smooth(y), 1.3});
   }
-  es.legend_from_series = false;
+  es.legend_from_series = c.homogeneous;
+  if (!c.homogeneous) es.f.legend = svg::width_legend(c.W);
   es.x_marker = marker, es.x_marker_label = mlabel;
-  pg.chart(svg::line_chart(es), es.f.id, "One line per expert, coloured by width.");
+  pg.chart(svg::line_chart(es), es.f.id,
+           std::string(c.homogeneous ? "One line per expert." : "One line per expert, coloured by width.") + smooth_note);
 
   if (c.Ng > 0 && !last["group_share"].empty() && !last["group_share"][0].empty()) {
     svg::LineChart gs;
@@ -237,10 +259,10 @@ void section_training(Page& pg, const Ctx& c) {
     for (int g = 0; g < c.Ng; g++) {
       std::vector<double> y;
       for (auto& row : last["group_share"]) y.push_back(row.size() > (size_t)g ? num(row[g]) : NAN);
-      gs.series.push_back({fmt::format("group {} (width {})", g, c.GW[g]), gcol[g], steps, y, 2.0});
+      gs.series.push_back({fmt::format("group {} (width {})", g, c.GW[g]), gcol[g], steps, smooth(y), 2.0});
     }
     gs.x_marker = marker, gs.x_marker_label = mlabel;
-    pg.chart(svg::line_chart(gs), gs.f.id);
+    pg.chart(svg::line_chart(gs), gs.f.id, smooth_note);
   }
 
   // max/mean device load, mean over MoE layers, per policy
@@ -260,12 +282,12 @@ void section_training(Page& pg, const Ctx& c) {
         any = any || std::isfinite(v);
       }
     }
-    if (any) ld.series.push_back({pol, svg::palette(k), steps, y, 2.0});
+    if (any) ld.series.push_back({pol, svg::palette(k), steps, smooth(y), 2.0});
     k++;
   }
   ld.y_from_zero = false;
   ld.x_marker = marker, ld.x_marker_label = mlabel;
-  if (!ld.series.empty()) pg.chart(svg::line_chart(ld), ld.f.id, "A policy that refuses D has no line.");
+  if (!ld.series.empty()) pg.chart(svg::line_chart(ld), ld.f.id, "A policy that refuses D has no line." + smooth_note);
 }
 
 void section_frequency(Page& pg, const Ctx& c) {
@@ -274,6 +296,11 @@ void section_frequency(Page& pg, const Ctx& c) {
   pg.p("Token ids are bucketed by how often they occur in the whole data shard (log2 bins: bucket k holds tokens "
        "seen 2^k \u2264 c < 2^(k+1) times). Rare tokens are on the left. Per bucket: the mean width of the experts its "
        "tokens were routed to, gate-weighted (\u03a3 w\u00b7W_e / \u03a3 w over the bucket's assignments).");
+  if (c.homogeneous)
+    pg.p(fmt::format("All experts have width {}: the width charts are flat by construction; the activation-ratio "
+                     "heatmap below still shows which experts specialise in rare or frequent tokens.",
+                     c.W[0]),
+         "note");
   const auto& buckets = fb["buckets"];
   const size_t B = buckets.size();
   std::vector<std::pair<double, std::string>> ticks;
@@ -339,7 +366,7 @@ void section_frequency(Page& pg, const Ctx& c) {
 
   // example tokens (fig. 8's table)
   const json& te = c.a["token_examples"];
-  if (!te["tokens"].empty()) {
+  if (!te["tokens"].empty() && !c.homogeneous) {
     svg::Heatmap tx;
     tx.f = {"token-examples", fmt::format("Layer {}: activation ratio of example tokens (top: smallest, bottom: largest mean width)",
                                           te["layer"].get<int>()),
@@ -486,13 +513,17 @@ svg.chart { border: 1px solid #ddd; background: #fff; display: block; }
 }  // namespace
 
 RenderedReport render_report_html(const json& a) {
-  Ctx c{a, a["model"]["expert_widths"].get<std::vector<int>>(), {}, {}, 0, 0, 0, {}};
+  Ctx c{a, a["model"]["expert_widths"].get<std::vector<int>>(), {}, {}, false, {}, 0, 0, 0, {}};
   c.E = (int)c.W.size();
   c.wcolor = svg::width_colors(c.W);
   c.Ng = a["model"].value("num_expert_groups", 0);
   c.N = a["model"].value("experts_per_group", 0);
   if (a["model"].contains("group_widths")) c.GW = a["model"]["group_widths"].get<std::vector<int>>();
   for (int e = 0; e < c.E; e++) c.names.push_back(expert_name(e, c.N));
+  c.homogeneous = std::all_of(c.W.begin(), c.W.end(), [&](int w) { return w == c.W[0]; });
+  c.lcolor = c.wcolor;
+  if (c.homogeneous)
+    for (int e = 0; e < c.E; e++) c.lcolor[e] = svg::palette(e);
 
   Page pg;
   section_header(pg, c);

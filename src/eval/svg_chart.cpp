@@ -232,7 +232,8 @@ std::string fmt_short(double v) {
   if (!finite(v)) return "\u2013";
   if (v == 0) return "0";
   const double a = std::fabs(v);
-  if (a >= 1e4 || a < 1e-3) return fmt_num(v);
+  if (a >= 1e4) return fmt_num(v);
+  if (a < 0.01) return v > 0 ? "<.01" : ">-.01";
   std::string s = fmt::format("{:.{}f}", v, std::max(0, 1 - (int)std::floor(std::log10(a))));
   if (s.find('.') != std::string::npos) {
     while (s.back() == '0') s.pop_back();
