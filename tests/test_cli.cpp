@@ -4,13 +4,8 @@
 // the positive paths of forward (.npy checked against the in-process model), grad, eval, generate,
 // init/config, tokenizer train and data prepare.
 #include <gtest/gtest.h>
-#include <omp.h>
-
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -33,65 +28,21 @@
 #include "eval/eval_loss.h"
 #include "model/model.h"
 #include "model/model_io.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace mohge;
 
 namespace {
 
-const bool kSingleThreaded = [] {
-  if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-  return true;
-}();
+const bool kSingleThreaded = test::single_threaded_unless_set();
 
-class TmpDir {
- public:
-  explicit TmpDir(const std::string& tag = "") {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = tag.empty() ? (info ? info->name() : "suite") : tag;
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() / fmt::format("mohge_test_cli_{}_{}_{}", ::getpid(), name, counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
+using test::TmpDir;
+using CliResult = test::CommandResult;
+constexpr auto q = test::shell_quote;
 
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
-
-// Single-quoted for the shell.
-std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
-struct CliResult {
-  int rc = -1;
-  std::string out, err;
-  double seconds = 0;
-};
-
-// Runs `mohge <args>` (args already shell-quoted) with stdout/stderr captured.
-CliResult mohge(const std::string& args) {
-  static TmpDir io("io");
-  static int n = 0;
-  const std::string o = io / fmt::format("out{}", n), e = io / fmt::format("err{}", n);
-  n++;
-  const std::string cmd = "timeout 60 " + q(MOHGE_BINARY) + " " + args + " >" + q(o) + " 2>" + q(e) + " </dev/null";
-  auto t0 = std::chrono::steady_clock::now();
-  const int st = std::system(cmd.c_str());
-  CliResult r;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = read_file_text(o);
-  r.err = read_file_text(e);
-  return r;
-}
+// Runs `mohge <args>` (args already shell-quoted) with stdout/stderr captured, under `timeout 60`.
+CliResult mohge(const std::string& args) { return test::run_mohge(args); }
 
 std::vector<std::string> lines(const std::string& s) {
   std::vector<std::string> v;
@@ -125,9 +76,8 @@ std::vector<std::string> lines(const std::string& s) {
 // ------------------------------------------------------------------------------- shared fixture
 // Built once per process: a tokenizer (vocab 300), a dense and a mohge checkpoint (vocab 320, with the
 // tokenizer inside), a valid validation shard, a small corpus.
-struct Env {
-  std::shared_ptr<TmpDir> dir;  // removed at exit
-  std::string tok, corpus, ck, ck_moe, shard;
+struct Env : test::CorpusFixture {
+  std::string ck, ck_moe, shard;
   int V = 320;
 };
 
@@ -144,49 +94,19 @@ std::string make_text(int docs, uint64_t seed) {
   return s;
 }
 
-ModelConfig cli_model(const std::string& kind) {
-  ModelConfig c;
-  c.vocab_size = 320;
-  c.hidden_size = 16;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.intermediate_size = 32;
-  c.max_seq_len = 32;
-  c.ffn_kind = kind;
-  if (kind == "mohge") {
-    MoeConfig& m = c.moe;
-    m.kind = MoeKind::mohge;
-    m.router = RouterKind::two_level;
-    m.num_expert_groups = 2, m.experts_per_group = 2, m.num_experts = 4;
-    m.expert_widths = {8, 8, 16, 16};
-    m.topk_group = 1, m.num_experts_per_tok = 2, m.max_experts_per_tok = 2;
-    m.shared_expert_width = 8;
-    m.group_coef = 0.01, m.intra_coef = 0.01;
-    c.first_dense_layers = 1;
-  }
-  c.validate();
-  return c;
-}
+// The fixture's models: max_seq_len 32, mohge with aux-loss coefficients 0.01.
+ModelConfig cli_model(const std::string& kind) { return test::tiny_model_config(kind, 32, 0.01); }
 
 const Env& env() {
   static Env e = [] {
-    Env v;
-    v.dir = std::make_shared<TmpDir>("env");
-    v.corpus = *v.dir / "corpus.txt";
-    std::ofstream(v.corpus) << make_text(200, 1);
-    TokenizerTrainOptions opt;
-    opt.vocab_size = 300;
-    opt.num_threads = 1;
-    tokenizer_train({v.corpus}, *v.dir / "tok", opt);
-    v.tok = *v.dir / "tok.model";
+    Env v{test::make_corpus_fixture(make_text(200, 1), {.tag = "env"})};
     for (auto [kind, path] : {std::pair<std::string, std::string*>{"dense", &v.ck}, {"mohge", &v.ck_moe}}) {
       *path = *v.dir / ("ck_" + kind);
       fs::create_directories(*path);
       Model m(cli_model(kind));
       m.init_weights(kind == "dense" ? 1 : 2);
       model_save(*path, m);
-      fs::copy_file(v.tok, *path + "/tokenizer.model");
+      fs::copy_file(v.tokenizer, *path + "/tokenizer.model");
     }
     v.shard = *v.dir / "val.bin";
     ShardWriter w(v.shard, 300);
@@ -475,12 +395,12 @@ TEST(CliForward, TokensOutsideTheVocabularyOrNotIntegers) {
 TEST(CliData, EmptyCorpusAndMissingInputs) {
   TmpDir d;
   std::ofstream(d / "empty.txt") << "\n\n   \n\t\n";
-  EXPECT_CLI_ERROR("data prepare --input " + q(d / "empty.txt") + " --tokenizer " + q(env().tok) + " --out " + q(d / "out"),
+  EXPECT_CLI_ERROR("data prepare --input " + q(d / "empty.txt") + " --tokenizer " + q(env().tokenizer) + " --out " + q(d / "out"),
                    "no documents");
   std::ofstream(d / "zero.txt").close();
-  EXPECT_CLI_ERROR("data prepare --input " + q(d / "zero.txt") + " --tokenizer " + q(env().tok) + " --out " + q(d / "out"),
+  EXPECT_CLI_ERROR("data prepare --input " + q(d / "zero.txt") + " --tokenizer " + q(env().tokenizer) + " --out " + q(d / "out"),
                    "no documents");
-  EXPECT_CLI_ERROR("data prepare --input " + q(d / "missing.txt") + " --tokenizer " + q(env().tok) + " --out " + q(d / "out"),
+  EXPECT_CLI_ERROR("data prepare --input " + q(d / "missing.txt") + " --tokenizer " + q(env().tokenizer) + " --out " + q(d / "out"),
                    "missing.txt");
   EXPECT_CLI_ERROR("data prepare --input " + q(env().corpus) + " --tokenizer " + q(d / "nope.model") + " --out " + q(d / "out"),
                    "nope.model");

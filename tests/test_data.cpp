@@ -3,8 +3,6 @@
 // data loader (determinism, resume, eval coverage), plus the corpus text cleaners.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -25,45 +23,14 @@
 #include "data/prepare.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace mohge;
 
 namespace {
 
-// Runs `stmt`, which must throw mohge::Error whose message contains `substr`.
-#define EXPECT_ERROR(stmt, substr)                                                             \
-  do {                                                                                         \
-    try {                                                                                      \
-      (void)(stmt);                                                                            \
-      ADD_FAILURE() << "expected mohge::Error (\"" << (substr) << "\") from: " #stmt;          \
-    } catch (const mohge::Error& e) {                                                          \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                        \
-          << "message: " << e.what() << "\nexpected to contain: " << (substr);                 \
-    } catch (const std::exception& e) {                                                        \
-      ADD_FAILURE() << "wrong exception type from " #stmt ": " << e.what();                    \
-    }                                                                                          \
-  } while (0)
-
-// a fresh directory per test, removed afterwards
-class TmpDir {
- public:
-  TmpDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            fmt::format("mohge_test_data_{}_{}_{}", ::getpid(), info ? info->name() : "suite",
-                        counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
+using test::TmpDir;
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);

@@ -4,9 +4,6 @@
 // JSONL loader errors, minimal pairs, the cloze builder (held-out documents only, same-document
 // distractors, determinism, agreement with data_prepare's val.bin) and `mohge eval` end to end.
 #include <gtest/gtest.h>
-#include <omp.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <sentencepiece_trainer.h>
 
@@ -35,6 +32,7 @@
 #include "eval/tasks.h"
 #include "model/model.h"
 #include "model/model_io.h"
+#include "test_util.h"
 
 namespace sentencepiece::logging {
 int GetMinLogLevel();
@@ -47,67 +45,13 @@ using namespace mohge;
 namespace {
 
 // Single-threaded unless OMP_NUM_THREADS is set (the shared machine is busy).
-const bool kSingleThreaded = [] {
-  if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-  return true;
-}();
+const bool kSingleThreaded = test::single_threaded_unless_set();
 
-#define EXPECT_ERROR(stmt, substr)                                                    \
-  do {                                                                                \
-    try {                                                                             \
-      (void)(stmt);                                                                   \
-      ADD_FAILURE() << "expected mohge::Error (\"" << (substr) << "\") from: " #stmt; \
-    } catch (const mohge::Error& e) {                                                 \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)               \
-          << "message: " << e.what() << "\nexpected to contain: " << (substr);        \
-    } catch (const std::exception& e) {                                               \
-      ADD_FAILURE() << "wrong exception type from " #stmt ": " << e.what();           \
-    }                                                                                 \
-  } while (0)
+using test::TmpDir;
+constexpr auto q = test::shell_quote;
 
-class TmpDir {
- public:
-  explicit TmpDir(const std::string& tag = "") {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = tag.empty() ? (info ? info->name() : "suite") : tag;
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() / fmt::format("mohge_test_eval_{}_{}_{}", ::getpid(), name, counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
-
-std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
-struct CliResult {
-  int rc = -1;
-  std::string out, err;
-};
-
-CliResult mohge_cli(const std::string& args) {
-  static TmpDir io("io");
-  static int n = 0;
-  const std::string o = io / fmt::format("out{}", n), e = io / fmt::format("err{}", n);
-  n++;
-  const std::string cmd = "OMP_NUM_THREADS=1 timeout 60 " + q(MOHGE_BINARY) + " " + args + " >" + q(o) + " 2>" + q(e) + " </dev/null";
-  const int st = std::system(cmd.c_str());
-  CliResult r;
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = read_file_text(o);
-  r.err = read_file_text(e);
-  return r;
-}
+// `mohge <args>` with one OpenMP thread, output captured.
+test::CommandResult mohge_cli(const std::string& args) { return test::run_mohge(args, 60, "OMP_NUM_THREADS=1"); }
 
 // ----------------------------------------------------------------------------- synthetic corpus
 // Documents of 5-12 sentences from a small grammar; some sentences start a new line, so both
@@ -136,61 +80,30 @@ std::string make_corpus(int docs, uint64_t seed) {
   return out;
 }
 
-ModelConfig tiny_model(const std::string& kind, int max_seq_len = 64) {
-  ModelConfig c;
-  c.vocab_size = 320;
-  c.hidden_size = 16;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.intermediate_size = 32;
-  c.max_seq_len = max_seq_len;
-  c.ffn_kind = kind;
-  if (kind == "mohge") {
-    MoeConfig& m = c.moe;
-    m.kind = MoeKind::mohge;
-    m.router = RouterKind::two_level;
-    m.num_expert_groups = 2, m.experts_per_group = 2, m.num_experts = 4;
-    m.expert_widths = {8, 8, 16, 16};
-    m.topk_group = 1, m.num_experts_per_tok = 2, m.max_experts_per_tok = 2;
-    m.shared_expert_width = 8;
-    c.first_dense_layers = 1;
-  }
-  c.validate();
-  return c;
-}
+ModelConfig tiny_model(const std::string& kind, int max_seq_len = 64) { return test::tiny_model_config(kind, max_seq_len); }
 
 // Built once per process: corpus (120 documents) -> tokenizer (vocab 300) -> a dense checkpoint
 // with the tokenizer inside.
-struct Env {
-  std::shared_ptr<TmpDir> dir;
-  std::string corpus, tok_path, ck;
+struct Env : test::CorpusFixture {
+  std::string ck;
 };
 
 const Env& env() {
   static Env e = [] {
-    Env v;
-    v.dir = std::make_shared<TmpDir>("env");
-    v.corpus = *v.dir / "corpus.txt";
-    std::ofstream(v.corpus) << make_corpus(120, 7);
-    TokenizerTrainOptions opt;
-    opt.vocab_size = 300;
-    opt.num_threads = 1;
-    tokenizer_train({v.corpus}, *v.dir / "tok", opt);
-    v.tok_path = *v.dir / "tok.model";
+    Env v{test::make_corpus_fixture(make_corpus(120, 7), {.tag = "env"})};
     v.ck = *v.dir / "ck";
     fs::create_directories(v.ck);
     Model m(tiny_model("dense"));
     m.init_weights(11);
     model_save(v.ck, m);
-    fs::copy_file(v.tok_path, v.ck + "/tokenizer.model");
+    fs::copy_file(v.tokenizer, v.ck + "/tokenizer.model");
     return v;
   }();
   return e;
 }
 
 const Tokenizer& tok() {
-  static Tokenizer t = Tokenizer::load(env().tok_path);
+  static Tokenizer t = Tokenizer::load(env().tokenizer);
   return t;
 }
 
@@ -685,7 +598,7 @@ TEST(EvalEndToEnd, Cli) {
   TmpDir d;
   const std::string ck = q(env().ck), corpus = q(env().corpus);
   // export only (no checkpoint)
-  CliResult w = mohge_cli("eval --task cloze --corpus " + corpus + " --val-fraction 0.25 --n 12 --seed 3 --write " +
+  test::CommandResult w = mohge_cli("eval --task cloze --corpus " + corpus + " --val-fraction 0.25 --n 12 --seed 3 --write " +
                           q(d / "items.jsonl"));
   ASSERT_EQ(w.rc, 0) << w.err;
   auto wj = nlohmann::json::parse(w.out);
@@ -695,7 +608,7 @@ TEST(EvalEndToEnd, Cli) {
   for (auto& it : items) EXPECT_EQ(it.choices.size(), 4u);
 
   // cloze on the checkpoint == mc on the exported file (same items, same scores)
-  CliResult c = mohge_cli("eval --checkpoint " + ck + " --task cloze --corpus " + corpus +
+  test::CommandResult c = mohge_cli("eval --checkpoint " + ck + " --task cloze --corpus " + corpus +
                           " --val-fraction 0.25 --n 12 --seed 3 --batch-size 5");
   ASSERT_EQ(c.rc, 0) << c.err;
   auto cj = nlohmann::json::parse(c.out);
@@ -705,7 +618,7 @@ TEST(EvalEndToEnd, Cli) {
   const double acc = cj.at("metrics").at("acc").get<double>();
   EXPECT_GE(acc, 0.0);
   EXPECT_LE(acc, 1.0);
-  CliResult m = mohge_cli("eval --checkpoint " + ck + " --task mc --data " + q(d / "items.jsonl"));
+  test::CommandResult m = mohge_cli("eval --checkpoint " + ck + " --task mc --data " + q(d / "items.jsonl"));
   ASSERT_EQ(m.rc, 0) << m.err;
   auto mj = nlohmann::json::parse(m.out);
   EXPECT_EQ(mj.at("task"), "mc");
@@ -722,7 +635,7 @@ TEST(EvalEndToEnd, Cli) {
   // pairs, and --n taking the first items
   std::ofstream(d / "pairs.jsonl") << "{\"sentence_good\": \"The cat sees a dog.\", \"sentence_bad\": \"The cat see a dog.\"}\n"
                                    << "{\"sentence_good\": \"A bird likes one tree.\", \"sentence_bad\": \"A bird like one tree.\"}\n";
-  CliResult p = mohge_cli("eval --checkpoint " + ck + " --task pairs --data " + q(d / "pairs.jsonl") + " --n 1");
+  test::CommandResult p = mohge_cli("eval --checkpoint " + ck + " --task pairs --data " + q(d / "pairs.jsonl") + " --n 1");
   ASSERT_EQ(p.rc, 0) << p.err;
   auto pj = nlohmann::json::parse(p.out);
   EXPECT_EQ(pj.at("n").get<int>(), 1);
@@ -731,7 +644,7 @@ TEST(EvalEndToEnd, Cli) {
 
   // cloze --data PREPARED_DIR: corpus, split seed and val fraction from its meta.json
   data_prepare({env().corpus}, tok(), d / "prep", 0.25, 99, false);
-  CliResult pd = mohge_cli("eval --task cloze --data " + q(d / "prep") + " --n 8 --write " + q(d / "prep_items.jsonl"));
+  test::CommandResult pd = mohge_cli("eval --task cloze --data " + q(d / "prep") + " --n 8 --write " + q(d / "prep_items.jsonl"));
   ASSERT_EQ(pd.rc, 0) << pd.err;
   auto pdj = nlohmann::json::parse(pd.out);
   EXPECT_EQ(pdj.at("split_seed").get<uint64_t>(), 99u);
@@ -746,7 +659,7 @@ TEST(EvalEndToEnd, Cli) {
   for (size_t i = 0; i < written.size(); i++) EXPECT_EQ(written[i].choices, expect_items[i].mc.choices);
 
   // the loss task keeps its output, under the common keys too
-  CliResult l = mohge_cli("eval --checkpoint " + ck + " --data " + q(d / "prep") + " --seq-len 16 --batch-size 4");
+  test::CommandResult l = mohge_cli("eval --checkpoint " + ck + " --data " + q(d / "prep") + " --seq-len 16 --batch-size 4");
   ASSERT_EQ(l.rc, 0) << l.err;
   auto lj = nlohmann::json::parse(l.out);
   EXPECT_EQ(lj.at("task"), "loss");
@@ -757,7 +670,7 @@ TEST(EvalEndToEnd, Cli) {
   // errors: one line, naming file:line
   std::ofstream(d / "bad.jsonl") << "{\"context\": \"c\", \"choices\": [\" a\", \" b\"], \"label\": 0}\n"
                                  << "{\"context\": \"c\", \"choices\": [\" a\", \" b\"], \"label\": 7}\n";
-  CliResult e = mohge_cli("eval --checkpoint " + ck + " --task mc --data " + q(d / "bad.jsonl"));
+  test::CommandResult e = mohge_cli("eval --checkpoint " + ck + " --task mc --data " + q(d / "bad.jsonl"));
   EXPECT_EQ(e.rc, 1);
   EXPECT_EQ(e.err, "error: " + d / "bad.jsonl" + ":2: label 7 out of range for 2 choices\n");
   e = mohge_cli("eval --checkpoint " + ck + " --task mc --data " + q(d / "none.jsonl"));

@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,54 +24,18 @@
 #include "model/ffn_moe.h"
 #include "model/model.h"
 #include "model/model_io.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace mohge;
 
 namespace {
 
-// The build machine is small and shared: tests run single-threaded (unless OMP_NUM_THREADS is set),
-// since OpenMP's spinning barriers crawl when several test processes compete for 2 cores.
-// ThreadCount.* covers the multi-threaded paths explicitly.
-const bool kSingleThreaded = [] {
-  if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-  return true;
-}();
+// Single-threaded unless OMP_NUM_THREADS is set (see test_util.h); ThreadCount.* covers the
+// multi-threaded paths explicitly.
+const bool kSingleThreaded = test::single_threaded_unless_set();
 
-// `stmt` must throw mohge::Error whose message contains `substr`.
-#define EXPECT_ERROR(stmt, substr)                                                             \
-  do {                                                                                         \
-    try {                                                                                      \
-      (void)(stmt);                                                                            \
-      ADD_FAILURE() << "expected mohge::Error (\"" << (substr) << "\") from: " #stmt;          \
-    } catch (const mohge::Error& e) {                                                          \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                        \
-          << "message: " << e.what() << "\nexpected to contain: " << (substr);                 \
-    } catch (const std::exception& e) {                                                        \
-      ADD_FAILURE() << "wrong exception type from " #stmt ": " << e.what();                    \
-    }                                                                                          \
-  } while (0)
-
-// A fresh directory per test, removed afterwards.
-class TmpDir {
- public:
-  TmpDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = info ? info->name() : "suite";
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() /
-            fmt::format("mohge_test_model_{}_{}_{}", ::getpid(), name, counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
+using test::TmpDir;
 
 // ------------------------------------------------------------------------------------ configs
 // Tiny configs (V=32, d=16, 2 layers, 4 heads, 2 kv heads) with aux coefficients valid for each

@@ -5,9 +5,6 @@
 // Skipped when /usr/bin/python3 cannot import torch (Debian's python3-torch).
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +15,7 @@
 
 #include "core/fileio.h"
 #include "core/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -27,22 +25,14 @@ namespace {
 const std::string kPython = getenv("MOHGE_TEST_PYTHON") ? getenv("MOHGE_TEST_PYTHON") : "/usr/bin/python3";
 const std::string kTools = std::string(MOHGE_SOURCE_DIR) + "/tools";
 
-std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
+constexpr auto q = mohge::test::shell_quote;
+using mohge::test::TmpDir;
 
-// Runs a shell command, stdout+stderr together; returns the exit status.
+// Runs a shell command under `timeout 120`, stdout+stderr together; returns the exit status.
 int run(const std::string& cmd, std::string& output) {
-  output.clear();
-  FILE* p = popen(("timeout 120 " + cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  const mohge::test::CommandResult r = mohge::test::run_command("timeout 120 " + cmd, /*merge_stderr=*/true);
+  output = r.out;
+  return r.rc;
 }
 
 bool torch_available() {
@@ -52,23 +42,6 @@ bool torch_available() {
   }();
   return ok;
 }
-
-class TmpDir {
- public:
-  TmpDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = info ? info->name() : "suite";
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() / ("mohge_test_torch_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& n) const { return (path_ / n).string(); }
-
- private:
-  fs::path path_;
-};
 
 struct RefCase {
   const char* name;

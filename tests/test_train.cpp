@@ -4,9 +4,6 @@
 // A small synthetic English-like corpus is generated, a SentencePiece tokenizer trained on it and the
 // shards prepared once per process (static fixture).
 #include <gtest/gtest.h>
-#include <omp.h>
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -26,60 +22,25 @@
 #include "core/fileio.h"
 #include "core/safetensors.h"
 #include "data/dataloader.h"
-#include "data/prepare.h"
 #include "data/shards.h"
-#include "data/tokenizer.h"
 #include "model/model.h"
 #include "model/model_io.h"
 #include "train/checkpoint.h"
 #include "train/optimizer.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace mohge;
 
 namespace {
 
-// Single-threaded unless OMP_NUM_THREADS is set: the shared 2-core machine makes OpenMP barriers
-// crawl when test processes compete. (train.threads = 1 in every run below, for the same reason.)
-const bool kSingleThreaded = [] {
-  if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-  return true;
-}();
+// Single-threaded unless OMP_NUM_THREADS is set (see test_util.h); train.threads = 1 in every run
+// below, for the same reason.
+const bool kSingleThreaded = test::single_threaded_unless_set();
 
-#define EXPECT_ERROR(stmt, substr)                                                             \
-  do {                                                                                         \
-    try {                                                                                      \
-      (void)(stmt);                                                                            \
-      ADD_FAILURE() << "expected mohge::Error (\"" << (substr) << "\") from: " #stmt;          \
-    } catch (const mohge::Error& e) {                                                          \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                        \
-          << "message: " << e.what() << "\nexpected to contain: " << (substr);                 \
-    } catch (const std::exception& e) {                                                        \
-      ADD_FAILURE() << "wrong exception type from " #stmt ": " << e.what();                    \
-    }                                                                                          \
-  } while (0)
-
-class TmpDir {
- public:
-  explicit TmpDir(const std::string& tag = "") {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = tag.empty() ? (info ? info->name() : "suite") : tag;
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() /
-            fmt::format("mohge_test_train_{}_{}_{}", ::getpid(), name, counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TmpDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
+using test::TmpDir;
 
 // ------------------------------------------------------------------------- synthetic corpus
 // Sentences from a tiny grammar (determiner adjective noun verb determiner noun, with a few
@@ -111,37 +72,15 @@ std::string make_corpus(int docs, uint64_t seed) {
   return out;
 }
 
-// Built once per process: corpus -> tokenizer (vocab 300; SentencePiece with byte fallback needs
-// >= 261) -> train.bin / val.bin.
-struct Dataset {
-  std::shared_ptr<TmpDir> dir;  // removed at exit
-  std::string data_dir, tokenizer;
-  int vocab = 0;
-};
-
-const Dataset& dataset() {
-  static Dataset ds = [] {
-    Dataset d;
-    d.dir = std::make_shared<TmpDir>("dataset");
-    const std::string corpus = *d.dir / "corpus.txt";
-    std::ofstream(corpus) << make_corpus(400, 42);
-    TokenizerTrainOptions opt;
-    opt.vocab_size = 300;
-    opt.num_threads = 1;
-    tokenizer_train({corpus}, *d.dir / "tok", opt);
-    d.tokenizer = *d.dir / "tok.model";
-    Tokenizer tok = Tokenizer::load(d.tokenizer);
-    d.vocab = tok.vocab_size();
-    d.data_dir = *d.dir / "data";
-    data_prepare({corpus}, tok, d.data_dir, 0.1, 1337, false);
-    return d;
-  }();
+// Built once per process: corpus -> tokenizer (vocab 300) -> train.bin / val.bin.
+const test::CorpusFixture& dataset() {
+  static const test::CorpusFixture ds = test::make_corpus_fixture(make_corpus(400, 42), {.val_fraction = 0.1});
   return ds;
 }
 
 // Tiny run config through the real TOML path (run_config_read + --set overrides).
 RunConfig tiny_run(const std::string& out_dir, const std::string& kind, std::vector<std::string> extra = {}) {
-  const Dataset& ds = dataset();
+  const test::CorpusFixture& ds = dataset();
   std::vector<std::string> sets = {
       "model.vocab_size=320", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=4",
       "model.num_kv_heads=2", "model.intermediate_size=64", "model.max_seq_len=32",
@@ -203,7 +142,7 @@ std::vector<std::string> list_dir(const std::string& dir) {
 
 // --------------------------------------------------------------------------- overfit one batch
 TEST(Training, OverfitsOneBatchToNearZeroLoss) {
-  const Dataset& ds = dataset();
+  const test::CorpusFixture& ds = dataset();
   RunConfig rc = tiny_run(TmpDir().str(), "dense");
   Model m(rc.model);
   m.init_weights(3);
@@ -228,7 +167,7 @@ TEST(Training, OverfitsOneBatchToNearZeroLoss) {
 
 // Same for a mixture-of-experts model (routing + aux loss in the loop).
 TEST(Training, MohgeOverfitsOneBatch) {
-  const Dataset& ds = dataset();
+  const test::CorpusFixture& ds = dataset();
   RunConfig rc = tiny_run(TmpDir().str(), "mohge");
   Model m(rc.model);
   m.init_weights(3);
@@ -262,7 +201,7 @@ double unigram_entropy(const std::string& shard_path) {
 }
 
 TEST(Training, ValLossFallsBelowUnigramEntropy) {
-  const Dataset& ds = dataset();
+  const test::CorpusFixture& ds = dataset();
   TmpDir out;
   RunConfig rc = tiny_run(out.str(), "dense", {"train.steps=60", "train.batch_size=8", "train.lr=1e-2",
                                                 "train.min_lr=1e-3", "train.eval_every=30"});
@@ -355,6 +294,33 @@ TEST(Resume, ResumeWithDifferentModelConfigIsAnError) {
   train_run(tiny_run(out.str(), "dense", {"train.steps=4"}), quiet(2));
   EXPECT_ERROR(train_run(tiny_run(out.str(), "dense", {"train.steps=4", "model.intermediate_size=48"}), quiet(0, true)),
                "model config differs from the checkpoint");
+}
+
+// The trainer never overwrites an earlier run: training into an out_dir that holds checkpoints
+// without --resume is an error that touches nothing; with it, the run continues.
+TEST(Resume, OutDirWithCheckpointsNeedsResume) {
+  TmpDir out;
+  const std::vector<std::string> extra = {"train.steps=4"};
+  TrainSummary first = train_run(tiny_run(out.str(), "dense", extra), quiet(2));
+  ASSERT_EQ(first.steps, 2);
+  const std::string ck2 = out / "checkpoints/step_00000002";
+  ASSERT_TRUE(fs::exists(ck2 + "/model.safetensors"));
+  const std::string weights = read_file_text(ck2 + "/model.safetensors");
+  const auto log_before = read_log(out.str());
+  ASSERT_EQ(train_records(out.str()).size(), 2u);
+
+  EXPECT_ERROR(train_run(tiny_run(out.str(), "dense", extra), quiet()), "--resume");
+  EXPECT_EQ(list_dir(out / "checkpoints"), std::vector<std::string>{"step_00000002"});
+  EXPECT_EQ(read_file_text(ck2 + "/model.safetensors"), weights) << "the earlier checkpoint was overwritten";
+  EXPECT_EQ(read_log(out.str()), log_before) << "the earlier log was changed";
+
+  TrainSummary resumed = train_run(tiny_run(out.str(), "dense", extra), quiet(0, true));
+  EXPECT_EQ(resumed.steps, 4);
+  EXPECT_EQ(resumed.checkpoint, out / "checkpoints/step_00000004");
+  auto recs = train_records(out.str());
+  ASSERT_EQ(recs.size(), 4u);  // steps 1..2 kept, 3..4 appended
+  EXPECT_EQ(recs.begin()->first, 1);
+  EXPECT_EQ(recs.rbegin()->first, 4);
 }
 
 // ------------------------------------------------------------------ checkpoint atomicity/pruning
@@ -483,7 +449,7 @@ TEST(Optimizer, GradClippingScalesTheNormToTheClipValue) {
 // AdamW the first update is ≈ lr·sign(g) either way, so check the norm it logs against a direct
 // computation of the first step's gradient.
 TEST(Optimizer, TrainerLogsGlobalGradNormOfTheFirstStep) {
-  const Dataset& ds = dataset();
+  const test::CorpusFixture& ds = dataset();
   TmpDir out;
   RunConfig rc = tiny_run(out.str(), "dense", {"train.steps=1", "train.grad_clip=0.5"});
   train_run(rc, quiet());
