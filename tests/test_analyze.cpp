@@ -137,7 +137,7 @@ void make_run(Env& v, const std::string& run, Model& m) {
 
 const Env& env() {
   static Env e = [] {
-    Env v{test::make_corpus_fixture(make_corpus(300, 7), {.val_fraction = 0.2, .tag = "env"})};
+    Env v = test::make_corpus_fixture<Env>(make_corpus(300, 7), {.val_fraction = 0.2, .tag = "env"});
     {
       Model m(tiny("mohge"));
       m.init_weights(11);

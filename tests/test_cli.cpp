@@ -99,7 +99,7 @@ ModelConfig cli_model(const std::string& kind) { return test::tiny_model_config(
 
 const Env& env() {
   static Env e = [] {
-    Env v{test::make_corpus_fixture(make_text(200, 1), {.tag = "env"})};
+    Env v = test::make_corpus_fixture<Env>(make_text(200, 1), {.tag = "env"});
     for (auto [kind, path] : {std::pair<std::string, std::string*>{"dense", &v.ck}, {"mohge", &v.ck_moe}}) {
       *path = *v.dir / ("ck_" + kind);
       fs::create_directories(*path);

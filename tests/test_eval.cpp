@@ -90,7 +90,7 @@ struct Env : test::CorpusFixture {
 
 const Env& env() {
   static Env e = [] {
-    Env v{test::make_corpus_fixture(make_corpus(120, 7), {.tag = "env"})};
+    Env v = test::make_corpus_fixture<Env>(make_corpus(120, 7), {.tag = "env"});
     v.ck = *v.dir / "ck";
     fs::create_directories(v.ck);
     Model m(tiny_model("dense"));

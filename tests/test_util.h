@@ -20,6 +20,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -128,7 +129,8 @@ inline CommandResult run_mohge(const std::string& args, int timeout_s = 60, cons
 // A corpus fixture (build it once per process, in a function-local static): <dir>/corpus.txt holds
 // the text, <dir>/tok.model is a SentencePiece tokenizer trained on it with one thread (vocab 300 by
 // default: with byte fallback SentencePiece needs >= 261), and, when val_fraction >= 0,
-// <dir>/data/{train,val}.bin are its prepared shards.
+// <dir>/data/{train,val}.bin are its prepared shards. A test's own fixture can derive from it (more
+// files in `dir`) and be built with make_corpus_fixture<ItsType>.
 struct CorpusFixture {
   std::shared_ptr<TmpDir> dir;  // removed at exit
   std::string corpus, tokenizer;
@@ -143,8 +145,10 @@ struct CorpusOptions {
   std::string tag = "corpus";  // names the directory
 };
 
-inline CorpusFixture make_corpus_fixture(const std::string& text, const CorpusOptions& o = {}) {
-  CorpusFixture f;
+template <class Fixture = CorpusFixture>
+Fixture make_corpus_fixture(const std::string& text, const CorpusOptions& o = {}) {
+  static_assert(std::is_base_of_v<CorpusFixture, Fixture>);
+  Fixture f;
   f.dir = std::make_shared<TmpDir>(o.tag);
   f.corpus = *f.dir / "corpus.txt";
   std::ofstream(f.corpus) << text;

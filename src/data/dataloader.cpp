@@ -1,0 +1,99 @@
+// defines: DataLoader
+#include "data/dataloader.h"
+
+#include <random>
+
+#include "core/error.h"
+
+namespace mohge {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Uniform in [0, n) by multiply-high: identical on every platform and standard library, unlike
+// std::uniform_int_distribution. The bias (n / 2^64) is negligible.
+uint64_t bounded(uint64_t r, uint64_t n) {
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(r) * n) >> 64);
+}
+
+}  // namespace
+
+DataLoader::DataLoader(std::shared_ptr<const TokenShard> shard, int B, int T, uint64_t seed,
+                       int rank, int world)
+    : shard_(std::move(shard)), B_(B), T_(T), rank_(rank), world_(world), seed_(seed) {
+  MOHGE_CHECK(shard_ != nullptr, "data loader: no shard");
+  MOHGE_CHECK(B > 0 && T > 0, "data loader: batch size {} and sequence length {} must be positive",
+              B, T);
+  MOHGE_CHECK(world >= 1 && rank >= 0 && rank < world, "data loader: bad rank {} of world {}", rank,
+              world);
+  MOHGE_CHECK(shard_->size() >= static_cast<uint64_t>(T) + 1,
+              "token shard '{}' has {} tokens, fewer than sequence length + 1 = {} needed for one "
+              "window",
+              shard_->path(), shard_->size(), static_cast<uint64_t>(T) + 1);
+  row_.resize(static_cast<size_t>(T) + 1);
+  eval_batch_ = static_cast<uint64_t>(rank_);
+}
+
+DataLoader::DataLoader(const std::string& shard_path, int B, int T, uint64_t seed, int rank,
+                       int world)
+    : DataLoader(std::make_shared<const TokenShard>(shard_path), B, T, seed, rank, world) {}
+
+void DataLoader::fill_row(uint64_t start, int32_t* in, int32_t* tg) {
+  shard_->read(start, static_cast<uint64_t>(T_) + 1, row_.data());
+  for (int t = 0; t < T_; t++) {
+    in[t] = row_[t];
+    tg[t] = row_[t + 1];
+  }
+}
+
+void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
+  // A fresh generator per batch keeps the state two integers; seeding costs ~1 us.
+  uint64_t key = splitmix64(splitmix64(seed_) ^ splitmix64(batches_ * world_ + rank_ + 1));
+  std::mt19937_64 rng(key);
+  const uint64_t starts = shard_->size() - static_cast<uint64_t>(T_);  // windows of T+1 tokens
+  for (int b = 0; b < B_; b++)
+    fill_row(bounded(rng(), starts), inputs + static_cast<size_t>(b) * T_,
+             targets + static_cast<size_t>(b) * T_);
+  batches_++;
+}
+
+bool DataLoader::next_eval_batch(int32_t* inputs, int32_t* targets, int* rows) {
+  const uint64_t windows = eval_windows(), full = windows / B_, rem = windows % B_;
+  const uint64_t b = eval_batch_;
+  uint64_t n = 0;
+  if (b < full) n = static_cast<uint64_t>(B_);
+  else if (b == full && rem > 0 && rows != nullptr) n = rem;
+  if (rows) *rows = static_cast<int>(n);
+  if (n == 0) return false;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t w = b * B_ + i;
+    fill_row(w * T_, inputs + i * T_, targets + i * T_);
+  }
+  eval_batch_ += static_cast<uint64_t>(world_);
+  return true;
+}
+
+uint64_t DataLoader::eval_batches(bool include_partial) const {
+  const uint64_t windows = eval_windows();
+  const uint64_t total = windows / B_ + (include_partial && windows % B_ ? 1 : 0);
+  const uint64_t r = static_cast<uint64_t>(rank_), w = static_cast<uint64_t>(world_);
+  return total > r ? (total - r + w - 1) / w : 0;
+}
+
+uint64_t DataLoader::eval_tokens_covered(bool include_partial) const {
+  const uint64_t windows = eval_windows(), full = windows / B_, rem = windows % B_;
+  const uint64_t n = eval_batches(include_partial);
+  uint64_t tokens = n * B_ * T_;
+  // the partial batch (index `full`) is on this rank iff it is this rank's last batch
+  if (include_partial && rem > 0 && n > 0 && rank_ + (n - 1) * world_ == full)
+    tokens -= (B_ - rem) * T_;
+  return tokens;
+}
+
+}  // namespace mohge
