@@ -4,17 +4,11 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace mohge {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Uniform in [0, n) by multiply-high: identical on every platform and standard library, unlike
 // std::uniform_int_distribution. The bias (n / 2^64) is negligible.
