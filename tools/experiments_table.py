@@ -18,8 +18,11 @@ import struct
 def load_json(path):
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError:  # still being written
+        return None
 
 
 def log_records(run):
@@ -119,8 +122,10 @@ def table(rows, cols):
     return "\n".join(out)
 
 
-CHARTS = ["activated-params", "expert-share-L3", "train-active-params", "train-expert-share", "freq-width",
-          "wasserstein-mean", "device-load"]
+# the charts docs/EXPERIMENTS.md embeds: run -> chart ids of its report.html
+CHARTS = {"hmoe_topk": ["train-expert-share", "freq-width"], "hmoe_topk_no_pp": ["train-expert-share", "device-load"],
+          "hmoe_geometric": ["expert-share-L3"], "mohge": ["expert-share-L3", "wasserstein-mean", "device-load"],
+          "mohge_lean": ["device-load"]}
 
 
 def copy_charts(run, name, out_dir):
@@ -129,7 +134,7 @@ def copy_charts(run, name, out_dir):
         return
     html = open(report).read()
     os.makedirs(out_dir, exist_ok=True)
-    for cid in CHARTS:
+    for cid in CHARTS.get(name, []):
         m = re.search(r'<svg[^>]*id="%s".*?</svg>' % re.escape(cid), html, re.S)
         if m:
             svg = m.group(0)
