@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
                         {"model_gflops", tps * fpt / 1e9}, {"sgemm_gflops", gemm},
                         {"fraction_of_sgemm", tps * fpt / 1e9 / gemm},
                         {"peak_rss_mb", ru.ru_maxrss / 1024.0}, {"last_loss", loss},
-                        {"params", model.params.total()}};
+                        {"params", model.params.count()}};
     std::printf("%s\n", j.dump(2).c_str());
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -39,7 +39,7 @@ void register_train_commands(CLI::App& app) {
     m.init_weights(rc.train.seed);
     std::filesystem::create_directories(i_out);
     model_save(i_out, m);
-    fmt::print("wrote {} ({} parameters)\n", i_out, m.params.total());
+    fmt::print("wrote {} ({} parameters)\n", i_out, m.params.count());
   });
 
   auto* cfg = app.add_subcommand("config", "validate a config and print it resolved (or one key)");

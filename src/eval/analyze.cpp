@@ -878,7 +878,7 @@ AnalyzeResult analyze_checkpoint(const AnalyzeOptions& opt) {
   a["batch_size"] = opt.batch_size;
   a["seq_len"] = T;
   a["lm_loss"] = loss_sum / rec.tokens();
-  a["model"]["total_params"] = (double)model->params.total();
+  a["model"]["total_params"] = (double)model->params.count();
   a["tokenizer"] = tok ? json(tok->source()) : json(nullptr);
   json notes = json::array();
   if (!tok) notes.push_back(tok_note.empty() ? "no tokenizer.model in the checkpoint or data dir: tokens shown by id"

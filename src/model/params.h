@@ -36,7 +36,12 @@ class ParamTable {
   float* grad(int id) { return grad_.data() + infos_[id].offset; }
   int find(const std::string& name) const;  // -1 when absent
   const std::vector<ParamInfo>& infos() const { return infos_; }
-  int64_t total() const { return (int64_t)data_.size(); }
+  int64_t total() const { return (int64_t)data_.size(); }  // buffer length (tensors are padded)
+  int64_t count() const {                                   // parameters, without the padding
+    int64_t n = 0;
+    for (auto& p : infos_) n += p.numel;
+    return n;
+  }
   float* all_data() { return data_.data(); }
   float* all_grad() { return grad_.data(); }
   const float* all_data() const { return data_.data(); }
