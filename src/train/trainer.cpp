@@ -171,7 +171,8 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | ETA {}",
                                    st.step, tc.steps, lm + aux, lr, norm, tps, fmt_duration(eta));
     if (tty) fmt::print("\r{}\033[K", line), std::fflush(stdout);
-    else if (opt.progress && (st.step % tc.log_every == 0 || st.step == tc.steps)) fmt::print("{}\n", line);
+    else if (opt.progress && (st.step % tc.log_every == 0 || st.step == tc.steps))
+      fmt::print("{}\n", line), std::fflush(stdout);  // live in logs and pipes too
 
     bool last = st.step == tc.steps;
     bool stop = opt.stop_after > 0 && st.step - first_step >= opt.stop_after;
