@@ -2,7 +2,6 @@
 // function of the rows routed to it, against the plain sgemm rate measured in the same run.
 //   bench_expert_gemm [--d 256] [--widths 288,512,736] [--rows 16,32,64,128,256,512,1024]
 // Prints JSON: per (width, rows): GFLOP/s and the fraction of sgemm.
-#include <cblas.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "model/ffn_dense.h"
 
 using namespace mohge;
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   const int S = 1024;
   auto a = randv((size_t)S * S), b = randv((size_t)S * S), c = randv((size_t)S * S);
   double sgemm = 2.0 * S * S * S / time_it([&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, S, S, 1, a.data(), S, b.data(), S, 0, c.data(), S);
+    mohge::gemm(false, false, S, S, S, 1, a.data(), S, b.data(), S, 0, c.data(), S);
   }) / 1e9;
 
   nlohmann::json results = nlohmann::json::array();

@@ -2,7 +2,7 @@
 # Installs what mohge needs on Debian 12, skipping packages already present (idempotent).
 # Usage: scripts/install_deps.sh [--test]   (--test adds what the test suite uses: PyTorch, Chromium)
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libsentencepiece-dev
+pkgs=(build-essential cmake ninja-build pkg-config libdnnl-dev libsentencepiece-dev
       nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev)
 if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium); fi
 missing=()

@@ -433,16 +433,49 @@ TEST(Optimizer, GradClippingScalesTheNormToTheClipValue) {
   ref = std::sqrt(ref);
   const double norm = grad_global_norm(g.data(), (int64_t)g.size());
   EXPECT_NEAR(norm, ref, 1e-9 * ref);
-  const double clip = 1.0;
-  ASSERT_GT(norm, clip);
-  std::vector<float> before = g;
-  grad_scale(g.data(), (int64_t)g.size(), (float)(clip / norm));
-  EXPECT_NEAR(grad_global_norm(g.data(), (int64_t)g.size()), clip, 1e-6);
-  for (size_t i = 0; i < g.size(); i += 997) EXPECT_FLOAT_EQ(g[i], before[i] * (float)(clip / norm));
+  ASSERT_GT(norm, 1.0);
+  EXPECT_FLOAT_EQ(grad_clip_factor(norm, 1.0), (float)(1.0 / norm));
+  EXPECT_EQ(grad_clip_factor(norm, 2 * norm), 1.0f);  // under the clip value: untouched
+  EXPECT_EQ(grad_clip_factor(norm, 0.0), 1.0f);       // clipping off
   // tiny and empty inputs
   float one = -4.0f;
   EXPECT_DOUBLE_EQ(grad_global_norm(&one, 1), 4.0);
   EXPECT_DOUBLE_EQ(grad_global_norm(nullptr, 0), 0.0);
+}
+
+// AdamW with the clip factor folded in equals the textbook update on explicitly scaled gradients
+// (double precision, element by element), for decayed and non-decayed tensors alike.
+TEST(Optimizer, AdamWStepMatchesScalarReferenceWithClipFactor) {
+  RunConfig rc = tiny_run(TmpDir().str(), "mohge");
+  Model m(rc.model);
+  m.init_weights(4);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  const double lr = 3e-3, wd = 0.1, b1 = 0.9, b2 = 0.95, eps = 1e-8;
+  AdamW opt(m.params, {b1, b2, eps, wd, false});
+  const int64_t n = m.params.total();
+  std::vector<double> w(m.params.all_data(), m.params.all_data() + n), mm(n, 0.0), vv(n, 0.0);
+  std::vector<uint8_t> decay(n, 0);
+  for (auto& p : m.params.infos()) std::fill_n(decay.begin() + (int64_t)p.offset, p.numel, p.decay);
+  for (int t = 1; t <= 3; t++) {
+    for (auto& p : m.params.infos())
+      for (int64_t i = 0; i < p.numel; i++) m.params.all_grad()[p.offset + i] = nd(rng);
+    const float mult = t == 2 ? 1.0f : 0.25f * t;
+    for (int64_t i = 0; i < n; i++) {
+      const double g = (double)m.params.all_grad()[i] * mult;
+      mm[i] = b1 * mm[i] + (1 - b1) * g;
+      vv[i] = b2 * vv[i] + (1 - b2) * g * g;
+      const double mh = mm[i] / (1 - std::pow(b1, t)), vh = vv[i] / (1 - std::pow(b2, t));
+      w[i] -= lr * mh / (std::sqrt(vh) + eps) + (decay[i] ? lr * wd * w[i] : 0.0);
+    }
+    opt.step(m.params, lr, t, mult);
+  }
+  for (auto& p : m.params.infos())
+    for (int64_t i = 0; i < p.numel; i++) {
+      const size_t k = p.offset + i;
+      ASSERT_NEAR(m.params.all_data()[k], w[k], 1e-6 + 1e-5 * std::abs(w[k])) << p.name << "[" << i << "]";
+      ASSERT_NEAR(opt.m[k], mm[k], 1e-5 * std::abs(mm[k]) + 1e-8) << p.name << "[" << i << "]";
+    }
 }
 
 // The trainer logs the pre-clip norm; with clipping on, the update uses the clipped gradient. With

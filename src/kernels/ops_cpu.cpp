@@ -1,11 +1,11 @@
-// defines: the CPU implementation of kernels/ops.h (OpenBLAS for matmuls, OpenMP elsewhere)
-#include <cblas.h>
+// defines: the CPU implementation of kernels/ops.h (gemm.h for matmuls, OpenMP elsewhere)
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/vec_math.h"
 
@@ -13,15 +13,15 @@ namespace mohge {
 
 void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                     bool accumulate) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, inp, I, w, I,
+  gemm(false, true, N, O, I, 1.0f, inp, I, w, I,
               accumulate ? 1.0f : 0.0f, out, O);
 }
 
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                      int N, int I, int O) {
-  if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, w, I,
+  if (dinp) gemm(false, false, N, I, O, 1.0f, dout, O, w, I,
                         1.0f, dinp, I);
-  if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, inp, I,
+  if (dw) gemm(true, false, O, I, N, 1.0f, dout, O, inp, I,
                       1.0f, dw, I);
 }
 
@@ -128,19 +128,21 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       float* O = out + (int64_t)b * T * qs + h * hd;
       for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
         int r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r1, hd, scale, Q + (int64_t)r0 * qs,
+        gemm(false, true, nr, r1, hd, scale, Q + (int64_t)r0 * qs,
                     qs, K, ks, 0.0f, A + (int64_t)r0 * T, T);
         for (int t = r0; t < r1; t++) {
           float* row = A + (int64_t)t * T;
           float mx = row[0];
+#pragma omp simd reduction(max : mx)
           for (int j = 1; j <= t; j++) mx = std::max(mx, row[j]);
           float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
           for (int j = 0; j <= t; j++) sum += (row[j] = exp_approx(row[j] - mx));
           float inv = 1.0f / sum;
           for (int j = 0; j <= t; j++) row[j] *= inv;
           std::fill(row + t + 1, row + T, 0.0f);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, r1, 1.0f,
+        gemm(false, false, nr, hd, r1, 1.0f,
                     A + (int64_t)r0 * T, T, V, ks, 0.0f, O + (int64_t)r0 * qs, qs);
       }
     }
@@ -170,9 +172,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           int r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
           const float* Ab = A + (int64_t)r0 * T;
           // dA = dO·Vᵀ, dV += Aᵀ·dO
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r1, hd, 1.0f,
+          gemm(false, true, nr, r1, hd, 1.0f,
                       dO + (int64_t)r0 * qs, qs, V, ks, 0.0f, dS.data(), T);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, nr, 1.0f, Ab, T,
+          gemm(true, false, r1, hd, nr, 1.0f, Ab, T,
                       dO + (int64_t)r0 * qs, qs, 1.0f, dV, ks);
           // softmax backward: dS = A ⊙ (dA − Σ_j dA·A), scaled for the QKᵀ product
           for (int i = 0; i < nr; i++) {
@@ -180,14 +182,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             const float* a = Ab + (int64_t)i * T;
             float* d = dS.data() + (int64_t)i * T;
             float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
             for (int j = 0; j <= t; j++) dot += d[j] * a[j];
             for (int j = 0; j <= t; j++) d[j] = a[j] * (d[j] - dot) * scale;
             std::fill(d + t + 1, d + r1, 0.0f);
           }
           // dQ += dS·K, dK += dSᵀ·Q
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, r1, 1.0f, dS.data(), T, K,
+          gemm(false, false, nr, hd, r1, 1.0f, dS.data(), T, K,
                       ks, 1.0f, dQ + (int64_t)r0 * qs, qs);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, nr, 1.0f, dS.data(), T,
+          gemm(true, false, r1, hd, nr, 1.0f, dS.data(), T,
                       Q + (int64_t)r0 * qs, qs, 1.0f, dK, ks);
         }
       }
@@ -221,9 +224,12 @@ double crossentropy_forward(float* losses, float* lse, const float* logits, cons
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     const float* x = logits + (int64_t)n * V;
+    // simd reductions: vectorised in a fixed lane order, so still deterministic
     float mx = x[0];
+#pragma omp simd reduction(max : mx)
     for (int j = 1; j < V; j++) mx = std::max(mx, x[j]);
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; j++) sum += exp_approx(x[j] - mx);
     lse[n] = mx + std::log(sum);
     row_loss[n] = lse[n] - x[targets[n]];

@@ -67,8 +67,14 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
   // 3. each expert: one GEMM chain on all of its rows. With several experts per thread, experts
   // run concurrently, each GEMM single-threaded: small GEMMs scale badly across threads, and
   // their barriers stall when the cores are shared. Otherwise each GEMM uses all threads.
+  // Largest work (rows × width) first, so the last expert to start is a small one.
+  expert_order_.resize(E);
+  for (int e = 0; e < E; e++) expert_order_[e] = e;
+  auto work = [&](int e) { return (int64_t)(expert_offsets_[e + 1] - expert_offsets_[e]) * m_.expert_widths[e]; };
+  std::stable_sort(expert_order_.begin(), expert_order_.end(), [&](int a, int b) { return work(a) > work(b); });
 #pragma omp parallel for schedule(dynamic, 1) if (experts_in_parallel())
-  for (int e = 0; e < E; e++) {
+  for (int k = 0; k < E; k++) {
+    const int e = expert_order_[k];
     int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
     if (n == 0) continue;
     size_t ao = act_offsets_[e];
@@ -124,7 +130,8 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
   const size_t need = 3 * std::max(act_offsets_[E], (size_t)N * m_.shared_expert_width);
   if (scratch_.size() < need) scratch_.resize(need);
 #pragma omp parallel for schedule(dynamic, 1) if (experts_in_parallel())
-  for (int e = 0; e < E; e++) {
+  for (int k = 0; k < E; k++) {
+    const int e = expert_order_[k];  // largest first, as in forward
     int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
     if (n == 0) continue;
     size_t ao = act_offsets_[e];

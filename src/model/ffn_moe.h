@@ -44,6 +44,7 @@ class MoeFfn : public Ffn {
   BalanceStats step_stats_;
   // dispatch: assignments sorted by expert; pos_[j] = row of assignment j in the packed layout
   std::vector<int> expert_offsets_, pos_, row_token_;
+  std::vector<int> expert_order_;  // experts by descending rows × width (scheduling order)
   std::vector<size_t> act_offsets_;  // [E+1] offsets of each expert's [n_e, W_e] activations
   std::vector<float> xe_, ye_, g_, u_, a_;
   std::vector<float> sg_, su_, sa_;  // shared expert activations

@@ -9,25 +9,30 @@ namespace mohge {
 AdamW::AdamW(const ParamTable& params, AdamWConfig cfg) : cfg_(cfg) {
   m.assign((size_t)params.total(), 0.0f);
   v.assign((size_t)params.total(), 0.0f);
-  decay_.assign((size_t)params.total(), 0);
-  for (auto& p : params.infos())
-    std::fill_n(decay_.begin() + (int64_t)p.offset, p.numel, (p.decay || cfg.decay_all) ? 1 : 0);
 }
 
-void AdamW::step(ParamTable& params, double lr, int64_t t) {
+void AdamW::step(ParamTable& params, double lr, int64_t t, float grad_mult) {
   const float b1 = (float)cfg_.beta1, b2 = (float)cfg_.beta2, eps = (float)cfg_.eps;
   const float c1 = 1.0f / (1.0f - (float)std::pow(cfg_.beta1, (double)t));
   const float c2 = 1.0f / (1.0f - (float)std::pow(cfg_.beta2, (double)t));
-  const float flr = (float)lr, wd = (float)(lr * cfg_.weight_decay);
-  float* w = params.all_data();
-  const float* g = params.all_grad();
-  const int64_t n = params.total();
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    float mi = m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-    float vi = v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-    // decoupled decay: w ← w − lr·wd·w, independent of the gradient statistics
-    w[i] -= flr * (mi * c1) / (std::sqrt(vi * c2) + eps) + (decay_[i] ? wd * w[i] : 0.0f);
+  const float flr = (float)lr;
+  float* wall = params.all_data();
+  const float* gall = params.all_grad();
+  // Tensor by tensor, so the decay flag is a constant of each loop; the threads split every
+  // tensor and never wait for each other between tensors (nowait).
+#pragma omp parallel
+  for (const ParamInfo& p : params.infos()) {
+    const float wd = (p.decay || cfg_.decay_all) ? (float)(lr * cfg_.weight_decay) : 0.0f;
+    float *w = wall + p.offset, *mm = m.data() + p.offset, *vv = v.data() + p.offset;
+    const float* g = gall + p.offset;
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < p.numel; i++) {
+      const float gi = g[i] * grad_mult;
+      float mi = mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+      float vi = vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+      // decoupled decay: w ← w − lr·wd·w, independent of the gradient statistics
+      w[i] -= flr * (mi * c1) / (std::sqrt(vi * c2) + eps) + wd * w[i];
+    }
   }
 }
 
@@ -52,9 +57,8 @@ double grad_global_norm(const float* g, int64_t n) {
   return std::sqrt(s);
 }
 
-void grad_scale(float* g, int64_t n, float s) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) g[i] *= s;
+float grad_clip_factor(double norm, double clip) {
+  return clip > 0 && norm > clip ? (float)(clip / norm) : 1.0f;
 }
 
 }  // namespace mohge

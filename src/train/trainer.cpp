@@ -142,10 +142,8 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     const double norm = grad_global_norm(model.params.all_grad(), model.params.total());
     MOHGE_CHECK(std::isfinite(norm) && std::isfinite(lm),
                 "training diverged at step {} (loss {}, grad norm {}): lower train.lr", st.step, lm, norm);
-    if (tc.grad_clip > 0 && norm > tc.grad_clip)
-      grad_scale(model.params.all_grad(), model.params.total(), (float)(tc.grad_clip / norm));
     const double lr = lr_schedule(st.step, tc.steps, tc.warmup_steps, tc.lr, tc.min_lr);
-    adamw.step(model.params, lr, st.step + 1);
+    adamw.step(model.params, lr, st.step + 1, grad_clip_factor(norm, tc.grad_clip));
     st.step++;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.tokens += tokens_per_step;
