@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
+#include <tuple>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -20,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/vec_math.h"
 #include "kernels/reference.h"
@@ -145,6 +149,8 @@ struct OpCase {
                         std::vector<F>& grads) {}
   // Op-specific properties: append "name err" items to `summary`, EXPECT inside.
   virtual void extra(Rng& rng, std::string& summary) {}
+  // Non-empty when this machine cannot run the case (printed as the skip reason).
+  virtual std::string unsupported() const { return ""; }
 
   std::vector<Tensor> inputs;
   const F& in(size_t i) const { return inputs[i].data; }
@@ -153,17 +159,39 @@ struct OpCase {
 // ---------------------------------------------------------------------------------------------
 // matmul: out[N,O] = inp[N,I] · w[O,I]ᵀ
 
+// Rounds every element to bfloat16 (what a bf16 matmul does to its inputs).
+Vec round_bf16(const Vec& x) {
+  Vec r(x.size());
+  for (size_t i = 0; i < x.size(); i++) r[i] = mohge::bf16_to_float(mohge::bf16_from_float((float)x[i]));
+  return r;
+}
+Vec transpose(const Vec& x, int rows, int cols) {
+  Vec t(x.size());
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) t[(size_t)c * rows + r] = x[(size_t)r * cols + c];
+  return t;
+}
+
+// With p = bf16 the table's tolerances only say "about right" (bf16 keeps 8 bits); extra()
+// then checks the exact contract: fp32 sums of bf16-rounded inputs, to fp32 accuracy.
 struct MatmulCase : OpCase {
   int N, I, O;
-  MatmulCase(int N, int I, int O) : N(N), I(I), O(O) {}
-  std::string op() const override { return "matmul"; }
+  mohge::Precision p;
+  MatmulCase(int N, int I, int O, mohge::Precision p = mohge::Precision::fp32) : N(N), I(I), O(O), p(p) {}
+  bool bf16() const { return p == mohge::Precision::bf16; }
+  std::string op() const override { return bf16() ? "matmul_bf16" : "matmul"; }
   std::string shape() const override { return fmt::format("N={} I={} O={}", N, I, O); }
+  std::string unsupported() const override {
+    return bf16() && !mohge::bf16_supported() ? "no AVX512-BF16 on this CPU: bf16 matmul not run" : "";
+  }
+  double fwd_tol() const override { return bf16() ? 1e-2 : kFwdTol; }
+  double bwd_tol() const override { return bf16() ? 1e-2 : kBwdTol; }
   void init(Rng& rng) override {
     inputs = {{"inp", rng.uniform((size_t)N * I)}, {"w", rng.uniform((size_t)O * I)}};
   }
   std::vector<Tensor> forward() override {
     F out((size_t)N * O, NAN);  // NaN: accumulate=false must overwrite
-    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O);
+    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O, false, p);
     return {{"out", out}};
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
@@ -172,27 +200,35 @@ struct MatmulCase : OpCase {
   void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
                 std::vector<F>& g) override {
     mohge::matmul_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
-                           N, I, O);
+                           N, I, O, p);
   }
+  // the inputs as the matmul sees them: rounded to bf16 under p = bf16
+  Vec seen(const F& x) const { return bf16() ? round_bf16(to_double(x)) : to_double(x); }
   void extra(Rng& rng, std::string& summary) override {
     // forward with accumulate=true adds into a pre-filled out
     F pre = rng.uniform((size_t)N * O), out = pre;
-    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O, /*accumulate=*/true);
-    Vec want = mohge::ref::add(to_double(pre), mohge::ref::matmul(to_double(in(0)),
-                                                                  to_double(in(1)), N, I, O));
+    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O, /*accumulate=*/true, p);
+    Vec want = mohge::ref::add(to_double(pre), mohge::ref::matmul(seen(in(0)), seen(in(1)), N, I, O));
     double e_acc = rel_err(out, want);
     EXPECT_LE(e_acc, kFwdTol) << "matmul_forward(accumulate=true)";
     // backward with one of the outputs null computes the other alone
     F dout = rng.uniform((size_t)N * O);
     F dinp((size_t)N * I, 0.f), dw((size_t)O * I, 0.f), dinp1 = dinp, dw1 = dw;
     mohge::matmul_backward(dinp.data(), dw.data(), dout.data(), in(0).data(), in(1).data(), N, I,
-                           O);
+                           O, p);
     mohge::matmul_backward(dinp1.data(), nullptr, dout.data(), in(0).data(), in(1).data(), N, I,
-                           O);
-    mohge::matmul_backward(nullptr, dw1.data(), dout.data(), in(0).data(), in(1).data(), N, I, O);
+                           O, p);
+    mohge::matmul_backward(nullptr, dw1.data(), dout.data(), in(0).data(), in(1).data(), N, I, O, p);
     double e_null = std::max(rel_err(dinp1, dinp), rel_err(dw1, dw));
     EXPECT_LE(e_null, 1e-6) << "matmul_backward with a null output";
-    summary += fmt::format(" | fwd-accumulate {:.1e} null-grad {:.1e}", e_acc, e_null);
+    // gradients against the float64 products of exactly the inputs the matmul sees
+    const Vec g = seen(dout), x = seen(in(0)), w = seen(in(1));
+    double e_dinp = rel_err(dinp, mohge::ref::matmul(g, transpose(w, O, I), N, O, I));
+    double e_dw = rel_err(dw, mohge::ref::matmul(transpose(g, N, O), transpose(x, N, I), O, N, I));
+    EXPECT_LE(e_dinp, kFwdTol) << "matmul_backward dinp";
+    EXPECT_LE(e_dw, kFwdTol) << "matmul_backward dw";
+    summary += fmt::format(" | fwd-accumulate {:.1e} null-grad {:.1e} dinp {:.1e} dw {:.1e}", e_acc,
+                           e_null, e_dinp, e_dw);
   }
 };
 
@@ -544,6 +580,8 @@ std::vector<Row> all_cases() {
       row<MatmulCase>(1, 1, 1),
       row<MatmulCase>(13, 17, 11),
       row<MatmulCase>(70, 64, 96),
+      row<MatmulCase>(13, 17, 11, mohge::Precision::bf16),
+      row<MatmulCase>(300, 256, 96, mohge::Precision::bf16),
       row<EmbeddingCase>(1, 1, 1),
       row<EmbeddingCase>(20, 7, 5),
       row<EmbeddingCase>(130, 50, 33),
@@ -579,6 +617,7 @@ class OpTest : public ::testing::TestWithParam<Row> {};
 TEST_P(OpTest, MatchesReference) {
   const Row& r = GetParam();
   std::unique_ptr<OpCase> c = r.make();
+  if (std::string why = c->unsupported(); !why.empty()) GTEST_SKIP() << why;
   Rng rng(fnv1a(r.name));
   c->init(rng);
   std::string summary = fmt::format("{:<9} {:<30} fwd", c->op(), c->shape());
@@ -690,4 +729,75 @@ TEST(VecMath, ExpApproxMatchesExpEverywhere) {
   EXPECT_EQ(mohge::exp_approx(0.0f), 1.0f);
   EXPECT_EQ(mohge::exp_approx(-1000.0f), 0.0f);
   EXPECT_GT(mohge::exp_approx(-87.0f), 0.0f);
+}
+
+// ------------------------------------------------------------------------------------- gemm
+// Every form of gemm (op(A), op(B), beta 0 / 1) with leading dimensions larger than the rows
+// (sub-matrices of bigger buffers), in each precision, against float64 products of the inputs
+// as the precision sees them. Odd sizes reach the kernels' edge handling.
+TEST(Gemm, EveryFormAndLeadingDimensionMatchesFloat64) {
+  for (mohge::Precision p : {mohge::Precision::fp32, mohge::Precision::bf16}) {
+    if (p == mohge::Precision::bf16 && !mohge::bf16_supported()) {
+      fmt::print("SKIPPED bf16 gemm forms: no AVX512-BF16 on this CPU\n");
+      continue;
+    }
+    const bool bf = p == mohge::Precision::bf16;
+    Rng rng(7);
+    for (auto [M, N, K] : {std::tuple{1, 1, 1}, {37, 19, 45}, {130, 70, 300}})
+      for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+          for (float beta : {0.0f, 1.0f}) {
+            const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+            const int lda = ac + 3, ldb = bc + 5, ldc = bf ? N : N + 2;  // bf16: packed C only
+            F A = rng.uniform((size_t)ar * lda), B = rng.uniform((size_t)br * ldb);
+            F C = rng.uniform((size_t)M * ldc), C0 = C;
+            mohge::gemm(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, p);
+            auto seen = [&](float v) { return bf ? (double)mohge::bf16_to_float(mohge::bf16_from_float(v)) : (double)v; };
+            Vec got, want;
+            for (int i = 0; i < M; i++)
+              for (int j = 0; j < N; j++) {
+                double s = beta * (double)C0[(size_t)i * ldc + j];
+                for (int k = 0; k < K; k++) {
+                  double a = seen(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                  double b = seen(tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+                  s += a * b;
+                }
+                got.push_back(C[(size_t)i * ldc + j]);
+                want.push_back(s);
+              }
+            EXPECT_LE(rel_err(got, want), kFwdTol)
+                << mohge::precision_name(p) << " M=" << M << " N=" << N << " K=" << K << " ta=" << ta
+                << " tb=" << tb << " beta=" << beta;
+            // the padding between rows of C is never written
+            for (int i = 0; i < M; i++)
+              for (int j = N; j < ldc; j++) ASSERT_EQ(C[(size_t)i * ldc + j], C0[(size_t)i * ldc + j]);
+          }
+  }
+}
+
+TEST(Gemm, Bf16RoundsToNearestEven) {
+  auto bits = [](float f) { return mohge::bf16_from_float(f); };
+  auto f32 = [](uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; };
+  EXPECT_EQ(bits(1.0f), 0x3f80);
+  EXPECT_EQ(bits(-2.0f), 0xc000);
+  EXPECT_EQ(bits(f32(0x3f808000)), 0x3f80);  // tie, even below: down
+  EXPECT_EQ(bits(f32(0x3f818000)), 0x3f82);  // tie, even above: up
+  EXPECT_EQ(bits(f32(0x3f808001)), 0x3f81);  // just above the tie: up
+  EXPECT_EQ(bits(f32(0x3f807fff)), 0x3f80);  // just below: down
+  EXPECT_EQ(bits(INFINITY), 0x7f80);
+  EXPECT_EQ(bits(f32(0x7f7fffff)), 0x7f80);  // FLT_MAX rounds to infinity, as RNE must
+  EXPECT_TRUE(std::isnan(mohge::bf16_to_float(bits(NAN))));
+  EXPECT_TRUE(std::isnan(mohge::bf16_to_float(bits(f32(0x7f800001)))));  // NaN with low payload only
+  EXPECT_EQ(mohge::bf16_to_float(0x3f81), 1.0078125f);
+}
+
+TEST(Gemm, PrecisionNamesRoundTripAndBadNamesFail) {
+  for (auto p : {mohge::Precision::fp32, mohge::Precision::bf16})
+    EXPECT_EQ(mohge::precision_from_string(mohge::precision_name(p), "k"), p);
+  try {
+    mohge::precision_from_string("fp16", "model.matmul_precision");
+    ADD_FAILURE() << "fp16 accepted";
+  } catch (const mohge::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.matmul_precision"), std::string::npos) << e.what();
+  }
 }

@@ -1,17 +1,124 @@
-// defines: gemm on the CPU through oneDNN's sgemm (JIT AVX-512 kernels, OpenMP threading).
+// defines: gemm on the CPU through oneDNN: dnnl_sgemm for fp32 (JIT AVX-512 kernels, OpenMP
+// threading) and a bf16 matmul primitive (AVX512-BF16) for mixed precision.
 // oneDNN rather than OpenBLAS: on the shapes of this engine (K = 256..8192, M = tokens routed
-// to one expert) it runs 10-50% faster, most of all on single-threaded calls made inside our
-// parallel loops; bench/bench_gemm.cpp measures both.
-#include <dnnl.h>
+// to one expert) its sgemm runs 10-50% faster, most of all single-threaded inside our parallel
+// loops (docs/BENCHMARKS.md); and OpenBLAS 0.3.21 in Debian has no bf16 GEMM.
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <memory>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/gemm.h"
 
 namespace mohge {
 
+Precision precision_from_string(const std::string& s, const std::string& key) {
+  if (s == "fp32") return Precision::fp32;
+  if (s == "bf16") return Precision::bf16;
+  fail("{} = \"{}\": expected \"fp32\" or \"bf16\"", key, s);
+}
+
+const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+
+namespace {
+
+// bf16 matmul primitives, one per form and fixed dimensions. The token count changes every step
+// (it is an expert's row count), so that one dimension is left to run time: M, or K in the
+// weight-gradient form (Aᵀ·B). A primitive per exact shape would be re-created each step, and
+// leaving every dimension to run time makes oneDNN pick a slow kernel (~20 GFLOP/s).
+class Bf16Matmuls {
+ public:
+  Bf16Matmuls() {
+    // ISA values are bit sets: a superset ISA contains every bit of avx512_core_bf16
+    const auto isa = (unsigned)dnnl::get_effective_cpu_isa();
+    const auto bf16 = (unsigned)dnnl::cpu_isa::avx512_core_bf16;
+    supported_ = (isa & bf16) == bf16;
+  }
+  bool supported() const { return supported_; }
+  const dnnl::engine& engine() const { return eng_; }
+
+  // The primitive for op(A)[M,K]·op(B)[K,N] (+= C when acc), A and B packed untransposed.
+  const dnnl::matmul& get(bool ta, bool tb, bool acc, int M, int N, int K) {
+    const bool runtime_k = ta && !tb;
+    const std::tuple<bool, bool, bool, int, int> key{ta, tb, acc, runtime_k ? M : K, N};
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dnnl::memory::dim R = DNNL_RUNTIME_DIM_VAL, m = runtime_k ? M : R, k = runtime_k ? R : K;
+    dnnl::memory::desc a({m, k}, dt::bf16, ta ? tag::ba : tag::ab);
+    dnnl::memory::desc b({k, N}, dt::bf16, tb ? tag::ba : tag::ab);
+    dnnl::memory::desc c({m, N}, dt::f32, tag::ab);
+    dnnl::primitive_attr attr;
+    if (acc) {
+      dnnl::post_ops po;
+      po.append_sum(1.0f);
+      attr.set_post_ops(po);
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, eng_);
+    return cache_.emplace(key, dnnl::matmul(pd)).first->second;
+  }
+
+ private:
+  dnnl::engine eng_{dnnl::engine::kind::cpu, 0};
+  bool supported_ = false;
+  std::mutex mu_;
+  std::map<std::tuple<bool, bool, bool, int, int>, dnnl::matmul> cache_;
+};
+
+Bf16Matmuls& bf16_matmuls() {
+  static Bf16Matmuls m;  // created on first use; thread-safe (magic static)
+  return m;
+}
+
+// rows×cols of a row-major float matrix with leading dimension ld -> packed bf16
+void to_bf16(uint16_t* dst, const float* src, int rows, int cols, int ld) {
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && (int64_t)rows * cols > 65536)
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = bf16_from_float(src[(int64_t)r * ld + c]);
+}
+
+void gemm_bf16(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B,
+               int ldb, float beta, float* C, int ldc) {
+  Bf16Matmuls& mm = bf16_matmuls();
+  MOHGE_CHECK(mm.supported(), "bf16 matmuls need a CPU with AVX512-BF16 (this one has none): use "
+              "model.matmul_precision = \"fp32\"");
+  MOHGE_CHECK(beta == 0.0f || beta == 1.0f, "gemm: bf16 supports beta 0 or 1, got {}", beta);
+  MOHGE_CHECK(ldc == N, "gemm: bf16 needs a packed C (ldc {} != N {})", ldc, N);
+  // thread-local: experts call this concurrently from several threads
+  thread_local std::vector<uint16_t> a16, b16;
+  thread_local std::unique_ptr<dnnl::stream> stream;
+  if (!stream) stream = std::make_unique<dnnl::stream>(mm.engine());
+  const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+  a16.resize((size_t)ar * ac), b16.resize((size_t)br * bc);
+  to_bf16(a16.data(), A, ar, ac, lda);
+  to_bf16(b16.data(), B, br, bc, ldb);
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const dnnl::matmul& prim = mm.get(ta, tb, beta == 1.0f, M, N, K);
+  dnnl::memory am({{M, K}, dt::bf16, ta ? tag::ba : tag::ab}, mm.engine(), a16.data());
+  dnnl::memory bm({{K, N}, dt::bf16, tb ? tag::ba : tag::ab}, mm.engine(), b16.data());
+  dnnl::memory cm({{M, N}, dt::f32, tag::ab}, mm.engine(), C);
+  prim.execute(*stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+}
+
+}  // namespace
+
+bool bf16_supported() { return bf16_matmuls().supported(); }
+
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-          const float* B, int ldb, float beta, float* C, int ldc) {
+          const float* B, int ldb, float beta, float* C, int ldc, Precision p) {
   if (M == 0 || N == 0) return;
+  if (p == Precision::bf16 && K > 0) {
+    MOHGE_CHECK(alpha == 1.0f, "gemm: bf16 supports alpha = 1 only, got {}", alpha);
+    return gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  }
   dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
                                 B, ldb, beta, C, ldc);
   MOHGE_CHECK(st == dnnl_success, "gemm: oneDNN sgemm failed (status {}) for M={} N={} K={} "

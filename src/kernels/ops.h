@@ -7,14 +7,17 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/gemm.h"
+
 namespace mohge {
 
 // out[N,O] = inp[N,I] · w[O,I]ᵀ  (w shaped like torch.nn.Linear); accumulate adds into out.
+// p = bf16: inputs rounded to bfloat16, sums in fp32 (gemm.h).
 void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
-                    bool accumulate = false);
+                    bool accumulate = false, Precision p = Precision::fp32);
 // dinp[N,I] += dout[N,O] · w[O,I];  dw[O,I] += doutᵀ · inp.  Either output may be null.
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
-                     int N, int I, int O);
+                     int N, int I, int O, Precision p = Precision::fp32);
 
 // out[N,C] = wte[tokens[n], :]
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C);

@@ -12,17 +12,14 @@
 namespace mohge {
 
 void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
-                    bool accumulate) {
-  gemm(false, true, N, O, I, 1.0f, inp, I, w, I,
-              accumulate ? 1.0f : 0.0f, out, O);
+                    bool accumulate, Precision p) {
+  gemm(false, true, N, O, I, 1.0f, inp, I, w, I, accumulate ? 1.0f : 0.0f, out, O, p);
 }
 
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
-                     int N, int I, int O) {
-  if (dinp) gemm(false, false, N, I, O, 1.0f, dout, O, w, I,
-                        1.0f, dinp, I);
-  if (dw) gemm(true, false, O, I, N, 1.0f, dout, O, inp, I,
-                      1.0f, dw, I);
+                     int N, int I, int O, Precision p) {
+  if (dinp) gemm(false, false, N, I, O, 1.0f, dout, O, w, I, 1.0f, dinp, I, p);
+  if (dw) gemm(true, false, O, I, N, 1.0f, dout, O, inp, I, 1.0f, dw, I, p);
 }
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) {

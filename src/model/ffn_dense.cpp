@@ -7,23 +7,23 @@
 namespace mohge {
 
 void swiglu_ffn_forward(float* out, float* g, float* u, float* a, const float* x,
-                        const SwigluWeights& w, int N, int d, int W, bool accumulate) {
-  matmul_forward(g, x, w.gate, N, d, W);
-  matmul_forward(u, x, w.up, N, d, W);
+                        const SwigluWeights& w, int N, int d, int W, bool accumulate, Precision p) {
+  matmul_forward(g, x, w.gate, N, d, W, false, p);
+  matmul_forward(u, x, w.up, N, d, W, false, p);
   swiglu_forward(a, g, u, (int64_t)N * W);
-  matmul_forward(out, a, w.down, N, W, d, accumulate);
+  matmul_forward(out, a, w.down, N, W, d, accumulate, p);
 }
 
 void swiglu_ffn_backward(float* dx, const SwigluGrads& dw, const float* dout, const float* x,
                          const float* g, const float* u, const float* a, const SwigluWeights& w,
-                         int N, int d, int W, float* scratch) {
+                         int N, int d, int W, float* scratch, Precision p) {
   const int64_t nw = (int64_t)N * W;
   float *da = scratch, *dg = scratch + nw, *du = scratch + 2 * nw;
   std::fill(scratch, scratch + 3 * nw, 0.0f);
-  matmul_backward(da, dw.down, dout, a, w.down, N, W, d);
+  matmul_backward(da, dw.down, dout, a, w.down, N, W, d, p);
   swiglu_backward(dg, du, da, g, u, nw);
-  matmul_backward(dx, dw.gate, dg, x, w.gate, N, d, W);
-  matmul_backward(dx, dw.up, du, x, w.up, N, d, W);
+  matmul_backward(dx, dw.gate, dg, x, w.gate, N, d, W, p);
+  matmul_backward(dx, dw.up, du, x, w.up, N, d, W, p);
 }
 
 SwigluIds swiglu_register(ParamTable& p, const std::string& prefix, int d, int W, float std,
@@ -34,7 +34,7 @@ SwigluIds swiglu_register(ParamTable& p, const std::string& prefix, int d, int W
 }
 
 DenseFfn::DenseFfn(const ModelConfig& c, int width, ParamTable& params, const std::string& prefix)
-    : params_(params), d_(c.hidden_size), W_(width) {
+    : params_(params), d_(c.hidden_size), W_(width), prec_(c.matmul_precision) {
   float std = (float)c.init_std, out_std = std / std::sqrt(2.0f * c.num_layers);
   ids_ = swiglu_register(params, prefix, d_, W_, std, out_std);
 }
@@ -43,13 +43,13 @@ void DenseFfn::forward(float* out, const float* inp, int N, int64_t) {
   size_t n = (size_t)N * W_;
   if (g_.size() < n) g_.resize(n), u_.resize(n), a_.resize(n);
   swiglu_ffn_forward(out, g_.data(), u_.data(), a_.data(), inp, ids_.weights(params_), N, d_, W_,
-                     false);
+                     false, prec_);
 }
 
 void DenseFfn::backward(float* dinp, const float* dout, const float* inp, int N, float) {
   if (scratch_.size() < 3 * (size_t)N * W_) scratch_.resize(3 * (size_t)N * W_);
   swiglu_ffn_backward(dinp, ids_.grads(params_), dout, inp, g_.data(), u_.data(), a_.data(),
-                      ids_.weights(params_), N, d_, W_, scratch_.data());
+                      ids_.weights(params_), N, d_, W_, scratch_.data(), prec_);
 }
 
 }  // namespace mohge

@@ -12,7 +12,7 @@
 namespace mohge {
 
 MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix)
-    : params_(params), m_(c.moe), d_(c.hidden_size), E_(c.moe.num_experts),
+    : params_(params), m_(c.moe), prec_(c.matmul_precision), d_(c.hidden_size), E_(c.moe.num_experts),
       Ng_(c.moe.router == RouterKind::two_level ? c.moe.num_expert_groups : 0) {
   const float std = (float)c.init_std, out_std = std / std::sqrt(2.0f * c.num_layers);
   gate_id_ = params.add(prefix + ".gate.weight", {E_, d_}, ParamInit::normal, std, true);
@@ -31,7 +31,7 @@ bool MoeFfn::experts_in_parallel() const { return E_ >= 2 * omp_get_max_threads(
 void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
   const int d = d_, E = E_;
   step_ = step;
-  // 1. router logits in fp32, then routing
+  // 1. router logits in fp32 whatever the matmul precision (SPEC: router math in fp32)
   logits_.resize((size_t)N * E);
   matmul_forward(logits_.data(), inp, params_.data(gate_id_), N, d, E);
   if (Ng_ > 0) {
@@ -80,7 +80,7 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
     size_t ao = act_offsets_[e];
     swiglu_ffn_forward(ye_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
                        xe_.data() + (size_t)r0 * d, experts_[e].weights(params_), n, d,
-                       m_.expert_widths[e], false);
+                       m_.expert_widths[e], false, prec_);
   }
 
   // 4. combine: out[t] = Σ_j w_j · ye[pos_j] (+ shared expert)
@@ -97,7 +97,7 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
     size_t n = (size_t)N * m_.shared_expert_width;
     sg_.resize(n), su_.resize(n), sa_.resize(n);
     swiglu_ffn_forward(out, sg_.data(), su_.data(), sa_.data(), inp, shared_.weights(params_), N, d,
-                       m_.shared_expert_width, true);
+                       m_.shared_expert_width, true, prec_);
   }
 
   // 5. auxiliary losses (values now; their gradients in backward). With global_batch_stats the
@@ -137,7 +137,8 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
     size_t ao = act_offsets_[e];
     swiglu_ffn_backward(dxe_.data() + (size_t)r0 * d, experts_[e].grads(params_), dye_.data() + (size_t)r0 * d,
                         xe_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
-                        experts_[e].weights(params_), n, d, m_.expert_widths[e], scratch_.data() + 3 * ao);
+                        experts_[e].weights(params_), n, d, m_.expert_widths[e], scratch_.data() + 3 * ao,
+                        prec_);
   }
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; t++) {
@@ -149,7 +150,7 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
   }
   if (m_.shared_expert_width > 0)
     swiglu_ffn_backward(dinp, shared_.grads(params_), dout, inp, sg_.data(), su_.data(), sa_.data(),
-                        shared_.weights(params_), N, d, m_.shared_expert_width, scratch_.data());
+                        shared_.weights(params_), N, d, m_.shared_expert_width, scratch_.data(), prec_);
 
   // 3. router: gate-weight gradients and aux-loss gradients -> logits -> router weights, input
   dlogits_.assign((size_t)N * E, 0.0f);

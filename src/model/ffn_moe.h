@@ -32,6 +32,7 @@ class MoeFfn : public Ffn {
   const BalanceStats* global_stats() const { return m_.global_batch_stats ? &step_stats_ : nullptr; }
   ParamTable& params_;
   MoeConfig m_;
+  Precision prec_;  // of the expert matmuls; the router is always fp32
   int d_, E_, Ng_;
   int gate_id_ = -1, group_gate_id_ = -1;
   std::vector<SwigluIds> experts_;

@@ -71,20 +71,20 @@ double Model::forward(const int32_t* inputs, const int32_t* targets, int B, int 
     const LayerIds& w = layer_ids_[l];
     float* out = l + 1 < c.num_layers ? acts_[l + 1].x.data() : resid_.data();
     rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x.data(), params.data(w.ln1), N, d, (float)c.rms_norm_eps);
-    matmul_forward(a.q.data(), a.ln1.data(), params.data(w.q), N, d, qd);
-    matmul_forward(a.k.data(), a.ln1.data(), params.data(w.k), N, d, kvd);
-    matmul_forward(a.v.data(), a.ln1.data(), params.data(w.v), N, d, kvd);
+    matmul_forward(a.q.data(), a.ln1.data(), params.data(w.q), N, d, qd, false, c.matmul_precision);
+    matmul_forward(a.k.data(), a.ln1.data(), params.data(w.k), N, d, kvd, false, c.matmul_precision);
+    matmul_forward(a.v.data(), a.ln1.data(), params.data(w.v), N, d, kvd, false, c.matmul_precision);
     rope_apply(a.q.data(), B, T, H, hd, (float)c.rope_theta, 0, false);
     rope_apply(a.k.data(), B, T, KVH, hd, (float)c.rope_theta, 0, false);
     attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
     std::copy_n(a.x.data(), (size_t)N * d, a.h.data());
-    matmul_forward(a.h.data(), a.atty.data(), params.data(w.o), N, qd, d, /*accumulate=*/true);
+    matmul_forward(a.h.data(), a.atty.data(), params.data(w.o), N, qd, d, /*accumulate=*/true, c.matmul_precision);
     rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.h.data(), params.data(w.ln2), N, d, (float)c.rms_norm_eps);
     ffn_[l]->forward(out, a.ln2.data(), N, step);
     add_inplace(out, a.h.data(), (int64_t)N * d);
   }
   rmsnorm_forward(lnf_.data(), rstdf_.data(), resid_.data(), params.data(norm_id_), N, d, (float)c.rms_norm_eps);
-  matmul_forward(logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V);
+  matmul_forward(logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V, false, c.matmul_precision);
   if (!targets) return 0.0;
   lse_.resize(N);
   return crossentropy_forward(nullptr, lse_.data(), logits_.data(), targets, N, V) / N;
@@ -102,7 +102,7 @@ void Model::backward(float loss_scale) {
   // logits -> dlogits in place: the [N,V] buffer is the largest activation
   crossentropy_backward(logits_.data(), logits_.data(), lse_.data(), targets_.data(), N, V, loss_scale / N);
   std::fill(dln_.begin(), dln_.end(), 0.0f);
-  matmul_backward(dln_.data(), params.grad(lm_id_), logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V);
+  matmul_backward(dln_.data(), params.grad(lm_id_), logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V, c.matmul_precision);
   rmsnorm_backward(dres_.data(), params.grad(norm_id_), dln_.data(), resid_.data(), params.data(norm_id_), rstdf_.data(), N, d);
 
   for (int l = c.num_layers - 1; l >= 0; l--) {
@@ -114,7 +114,7 @@ void Model::backward(float loss_scale) {
     rmsnorm_backward(dres_.data(), params.grad(w.ln2), dln_.data(), a.h.data(), params.data(w.ln2), a.rstd2.data(), N, d);
     // h = x + o_proj(attn(rmsnorm(x))): dres becomes dx
     std::fill(datty_.begin(), datty_.end(), 0.0f);
-    matmul_backward(datty_.data(), params.grad(w.o), dres_.data(), a.atty.data(), params.data(w.o), N, qd, d);
+    matmul_backward(datty_.data(), params.grad(w.o), dres_.data(), a.atty.data(), params.data(w.o), N, qd, d, c.matmul_precision);
     std::fill(dq_.begin(), dq_.end(), 0.0f);
     std::fill(dk_.begin(), dk_.end(), 0.0f);
     std::fill(dv_.begin(), dv_.end(), 0.0f);
@@ -122,9 +122,9 @@ void Model::backward(float loss_scale) {
     rope_apply(dq_.data(), B, T, H, hd, (float)c.rope_theta, 0, true);
     rope_apply(dk_.data(), B, T, KVH, hd, (float)c.rope_theta, 0, true);
     std::fill(dln_.begin(), dln_.end(), 0.0f);
-    matmul_backward(dln_.data(), params.grad(w.q), dq_.data(), a.ln1.data(), params.data(w.q), N, d, qd);
-    matmul_backward(dln_.data(), params.grad(w.k), dk_.data(), a.ln1.data(), params.data(w.k), N, d, kvd);
-    matmul_backward(dln_.data(), params.grad(w.v), dv_.data(), a.ln1.data(), params.data(w.v), N, d, kvd);
+    matmul_backward(dln_.data(), params.grad(w.q), dq_.data(), a.ln1.data(), params.data(w.q), N, d, qd, c.matmul_precision);
+    matmul_backward(dln_.data(), params.grad(w.k), dk_.data(), a.ln1.data(), params.data(w.k), N, d, kvd, c.matmul_precision);
+    matmul_backward(dln_.data(), params.grad(w.v), dv_.data(), a.ln1.data(), params.data(w.v), N, d, kvd, c.matmul_precision);
     rmsnorm_backward(dres_.data(), params.grad(w.ln1), dln_.data(), a.x.data(), params.data(w.ln1), a.rstd1.data(), N, d);
   }
   embedding_backward(params.grad(embed_id_), dres_.data(), inputs_.data(), N, d);
@@ -164,6 +164,9 @@ KVCache::KVCache(const ModelConfig& c, int max_T_) : max_T(max_T_) {
   k.assign(n, 0.0f), v.assign(n, 0.0f);
 }
 
+// One token: the attention and LM-head matmuls are matrix-vector products bound by reading the
+// weights, so they stay fp32 (bf16 would convert every weight for one row); FFNs follow
+// model.matmul_precision.
 void Model::decode_step(KVCache& cache, int32_t token, float* logits_out) {
   const ModelConfig& c = cfg;
   const int d = c.hidden_size, V = c.vocab_size, H = c.num_heads, KVH = c.num_kv_heads;

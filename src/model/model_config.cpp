@@ -130,6 +130,9 @@ ModelConfig model_config_read(TomlDoc& doc) {
   s.get("init_std", c.init_std);
   s.get("ffn_kind", c.ffn_kind);
   s.get("first_dense_layers", c.first_dense_layers);
+  std::string prec = precision_name(c.matmul_precision);
+  s.get("matmul_precision", prec);
+  c.matmul_precision = precision_from_string(prec, "model.matmul_precision");
   s.finish();
   read_moe(c, doc);
   c.validate();

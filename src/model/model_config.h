@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/toml_config.h"
+#include "kernels/gemm.h"
 #include "moe/moe_config.h"
 
 namespace mohge {
@@ -23,6 +24,9 @@ struct ModelConfig {
   std::string ffn_kind = "dense";  // dense | moe | hmoe | mohge
   int first_dense_layers = 0;      // the first n layers keep a dense FFN
   MoeConfig moe;                   // used when ffn_kind != dense
+  // How the model runs, not what it is: not part of config.json (a checkpoint trained in bf16
+  // loads in fp32 and vice versa). Routers always run in fp32.
+  Precision matmul_precision = Precision::fp32;
 
   int head_dim() const { return hidden_size / num_heads; }
   bool is_moe() const { return ffn_kind != "dense"; }
