@@ -186,6 +186,11 @@ TEST(CliConfig, NonPositiveSizes) {
   EXPECT_CLI_ERROR("config --set train.lr=fast", "train.lr must be a number");
 }
 
+TEST(CliConfig, UnknownMatmulPrecision) {
+  EXPECT_CLI_ERROR("config --set model.matmul_precision=fp16", "model.matmul_precision = \"fp16\": expected \"fp32\" or \"bf16\"");
+  EXPECT_CLI_ERROR("train --set model.matmul_precision=16", "model.matmul_precision must be a string");
+}
+
 TEST(CliConfig, HeadsNotDividingTheWidth) {
   EXPECT_CLI_ERROR("config --set model.hidden_size=100 --set model.num_heads=3", "model.num_heads = 3 does not divide hidden_size = 100");
   EXPECT_CLI_ERROR("config --set model.num_heads=8 --set model.num_kv_heads=3", "num_kv_heads = 3 does not divide num_heads = 8");

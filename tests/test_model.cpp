@@ -985,3 +985,46 @@ TEST(Generate, VocabLimitKeepsSamplesInsideTheTokenizerVocabulary) {
 }
 
 }  // namespace
+
+// ------------------------------------------------------------------------------ mixed precision
+// model.matmul_precision = bf16 rounds matmul inputs to bfloat16 (8 significant bits) and keeps
+// everything else fp32, routers included. Same weights and batch as fp32: the loss, logits and
+// gradient direction agree to what 8-bit inputs allow, for every FFN kind.
+class MixedPrecision : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(MixedPrecision, Bf16TracksFp32) {
+  if (!bf16_supported()) GTEST_SKIP() << "no AVX512-BF16 on this CPU: bf16 model not run";
+  ModelConfig cfg = tiny_config(GetParam());
+  cfg.max_seq_len = 48;
+  const int B = 2, T = 40, N = B * T;
+  auto in = random_tokens(N, cfg.vocab_size, 11), tg = random_tokens(N, cfg.vocab_size, 12);
+  double loss[2];
+  std::vector<float> logits[2], grads[2];
+  for (int k = 0; k < 2; k++) {
+    cfg.matmul_precision = k ? Precision::bf16 : Precision::fp32;
+    Model m(cfg);
+    randomize(m, 21);
+    m.params.zero_grad();
+    loss[k] = m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss();
+    logits[k].assign(m.logits(), m.logits() + (size_t)N * cfg.vocab_size);
+    m.backward(1.0f);
+    grads[k].assign(m.params.all_grad(), m.params.all_grad() + m.params.total());
+  }
+  double lmax = 0, ldiff = 0, dot = 0, n0 = 0, n1 = 0;
+  for (size_t i = 0; i < logits[0].size(); i++)
+    lmax = std::max(lmax, (double)std::abs(logits[0][i])),
+    ldiff = std::max(ldiff, (double)std::abs(logits[0][i] - logits[1][i]));
+  for (size_t i = 0; i < grads[0].size(); i++)
+    dot += (double)grads[0][i] * grads[1][i], n0 += (double)grads[0][i] * grads[0][i],
+        n1 += (double)grads[1][i] * grads[1][i];
+  const double cosine = dot / std::sqrt(n0 * n1);
+  std::printf("%s bf16 vs fp32: loss %.6f vs %.6f, max logit diff %.2e of max %.2f, gradient cosine %.6f\n",
+              GetParam(), loss[1], loss[0], ldiff, lmax, cosine);
+  EXPECT_NE(loss[0], loss[1]) << "bf16 gave bit-identical results: not in effect";
+  EXPECT_NEAR(loss[1], loss[0], 2e-3 * loss[0]);
+  EXPECT_LT(ldiff, 2e-2 * lmax);
+  EXPECT_GT(cosine, 0.999);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, MixedPrecision, ::testing::Values("dense", "moe", "hmoe", "mohge"),
+                         [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });

@@ -224,6 +224,25 @@ TEST(Training, ValLossFallsBelowUnigramEntropy) {
   fmt::print("val loss {:.4f}, unigram entropy {:.4f}, ln V {:.4f}\n", s.val_loss, H, std::log((double)ds.vocab));
 }
 
+// Mixed precision through the config key: a bf16 run learns as the fp32 run does.
+TEST(Training, Bf16RunLearnsAsFp32Does) {
+  if (!bf16_supported()) GTEST_SKIP() << "no AVX512-BF16 on this CPU: bf16 training not run";
+  const test::CorpusFixture& ds = dataset();
+  double val[2];
+  for (int k = 0; k < 2; k++) {
+    TmpDir out;
+    RunConfig rc = tiny_run(out.str(), "mohge", {"train.steps=60", "train.batch_size=8", "train.lr=1e-2",
+                                                  "train.min_lr=1e-3", "train.eval_every=60",
+                                                  k ? "model.matmul_precision=\"bf16\"" : "model.matmul_precision=\"fp32\""});
+    ASSERT_EQ(rc.model.matmul_precision, k ? Precision::bf16 : Precision::fp32);
+    val[k] = train_run(rc, quiet()).val_loss;
+  }
+  const double H = unigram_entropy(ds.data_dir + "/train.bin");
+  fmt::print("mohge 60 steps: val loss fp32 {:.4f}, bf16 {:.4f}, unigram entropy {:.4f}\n", val[0], val[1], H);
+  EXPECT_LT(val[1], H - 0.3);
+  EXPECT_NEAR(val[1], val[0], 0.05);
+}
+
 // ------------------------------------------------------------------------------ exact resume
 void expect_same_params(const std::string& ckpt_a, const std::string& ckpt_b) {
   auto a = SafetensorsFile::load(ckpt_a + "/model.safetensors");
@@ -272,6 +291,11 @@ void resume_equality(const std::string& kind, std::vector<std::string> extra) {
 }
 
 TEST(Resume, DenseResumedRunEqualsUninterruptedRun) { resume_equality("dense", {}); }
+
+TEST(Resume, Bf16ResumedRunEqualsUninterruptedRun) {
+  if (!bf16_supported()) GTEST_SKIP() << "no AVX512-BF16 on this CPU: bf16 training not run";
+  resume_equality("mohge", {"model.matmul_precision=\"bf16\""});
+}
 
 // mohge: the group loss switches on at step 9, inside the second half (after the resume at 6).
 TEST(Resume, MohgeResumedRunEqualsUninterruptedRunWithGroupLossStartingAfterResume) {
