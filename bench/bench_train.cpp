@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     nlohmann::json j = {{"config", config.empty() ? "<defaults>" : config}, {"overrides", sets},
+                        {"matmul_precision", precision_name(rc.model.matmul_precision)},
                         {"batch", B}, {"seq_len", T}, {"steps", steps},
                         {"tokens_per_s", tps}, {"mflop_per_token", fpt / 1e6},
                         {"model_gflops", tps * fpt / 1e9}, {"sgemm_gflops", gemm},

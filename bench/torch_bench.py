@@ -2,7 +2,7 @@
 """PyTorch (float32, autograd, AdamW) training throughput for a mohge checkpoint, as JSON.
 
   /usr/bin/python3 bench/torch_bench.py --checkpoint DIR --batch B --seq T --steps N --warmup W \
-      [--threads K] [--check] [--profile] [--no-fuse] [--seed S]
+      [--threads K] [--check] [--profile] [--no-fuse] [--seed S] [--bf16]
 
 DIR holds config.json + model.safetensors (`build/mohge init CONFIG --out DIR`). Every step, like
 build/bench/bench_train: new uniform random tokens in [0, vocab) (seeded), forward with LM loss +
@@ -24,6 +24,9 @@ This is written as a competent PyTorch 1.13 user would write it for speed on CPU
 the loss also with float64) before timing, in a child process (so peak_rss_mb is unaffected), adds
 the result as "check" to the JSON, and fails (exit 1) if they disagree.
 Threads: PyTorch's default unless --threads K (torch.set_num_threads).
+--bf16: the forward under torch.autocast("cpu", dtype=torch.bfloat16) — PyTorch's mixed
+precision (linear, matmul, bmm in bf16 through oneDNN; softmax and losses in fp32; fp32 weights
+and optimizer), to compare with the engine's model.matmul_precision = "bf16".
 """
 import argparse
 import ctypes
@@ -233,7 +236,7 @@ class MoE(nn.Module):
               for ex, chunk, n in zip(self.experts, xin.split(counts), counts)]
         y = torch.cat(ys) * flat_g[order].unsqueeze(1)
         # unpermute: weighted sum back into token order
-        out = torch.zeros_like(x).index_add(0, tok, y)
+        out = torch.zeros_like(x).index_add(0, tok, y.to(x.dtype))  # bf16 under autocast
         if self.shared is not None:
             out = out + self.shared(x)
         return out, aux
@@ -412,6 +415,7 @@ def main():
     ap.add_argument("--check-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-fuse", action="store_true", help="separate q/k/v and gate/up matmuls")
     ap.add_argument("--no-foreach", action="store_true", help="AdamW(foreach=False)")
+    ap.add_argument("--bf16", action="store_true", help="forward under CPU autocast to bfloat16")
     ap.add_argument("--profile", metavar="N", type=int, default=0,
                     help="print the N most expensive ops (torch.profiler, one extra step) to stderr")
     a = ap.parse_args()
@@ -466,7 +470,8 @@ def main():
 
     def train_step(inputs, targets, step):
         opt.zero_grad(set_to_none=True)
-        loss, lm_loss = model(inputs, targets, step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss, lm_loss = model(inputs, targets, step)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -505,6 +510,7 @@ def main():
         "params": sum(p.numel() for p in params),
         "fused_matmuls": not a.no_fuse,
         "adamw_foreach": not a.no_foreach,
+        "autocast_bf16": a.bf16,
         "config": {
             "model_type": cfg.get("model_type", cfg["ffn_kind"]),
             "ffn_kind": cfg["ffn_kind"], "router": cfg["router"] if n_moe else None,
