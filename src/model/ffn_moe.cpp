@@ -11,6 +11,13 @@
 
 namespace mohge {
 
+// Grow-only buffers for the packed expert activations, whose sizes change every step with the
+// routing: a vector that shrinks and regrows reallocates (and page-faults) megabytes per layer.
+static float* grown(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n + n / 4);
+  return v.data();
+}
+
 MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix)
     : params_(params), m_(c.moe), prec_(c.matmul_precision), d_(c.hidden_size), E_(c.moe.num_experts),
       Ng_(c.moe.router == RouterKind::two_level ? c.moe.num_expert_groups : 0) {
@@ -59,8 +66,8 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
   for (int e = 0; e < E; e++)
     act_offsets_[e + 1] = act_offsets_[e] +
                           (size_t)(expert_offsets_[e + 1] - expert_offsets_[e]) * m_.expert_widths[e];
-  xe_.resize((size_t)A * d), ye_.resize((size_t)A * d);
-  g_.resize(act_offsets_[E]), u_.resize(act_offsets_[E]), a_.resize(act_offsets_[E]);
+  grown(xe_, (size_t)A * d), grown(ye_, (size_t)A * d);
+  grown(g_, act_offsets_[E]), grown(u_, act_offsets_[E]), grown(a_, act_offsets_[E]);
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < A; p++) std::copy_n(inp + (size_t)row_token_[p] * d, d, xe_.data() + (size_t)p * d);
 
@@ -112,7 +119,8 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
 void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) {
   const int d = d_, E = E_, A = routing_.num_assignments();
   // 1. through the combine: dye[pos_j] = w_j·dout[t], dw_j = <dout[t], ye[pos_j]>
-  dye_.resize((size_t)A * d), dxe_.assign((size_t)A * d, 0.0f), dweight_.resize(A);
+  grown(dye_, (size_t)A * d), dweight_.resize(A);
+  std::fill_n(grown(dxe_, (size_t)A * d), (size_t)A * d, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < N; t++) {
     const float* g = dout + (size_t)t * d;
@@ -128,7 +136,7 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
   // 2. experts
   // every expert gets its own scratch (3·n_e·W_e), as experts may run concurrently
   const size_t need = 3 * std::max(act_offsets_[E], (size_t)N * m_.shared_expert_width);
-  if (scratch_.size() < need) scratch_.resize(need);
+  grown(scratch_, need);
 #pragma omp parallel for schedule(dynamic, 1) if (experts_in_parallel())
   for (int k = 0; k < E; k++) {
     const int e = expert_order_[k];  // largest first, as in forward
