@@ -192,6 +192,9 @@ def main():
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
+    print("\n### (f) matmul precision: mohge in fp32 vs bf16 (same seed, data and schedule)\n")
+    print(table(pick(["mohge", "mohge_bf16"]), common[:5] + [
+        ("train loss, last 20 steps", lambda r: fmt_f(r["train_loss"]))]))
 
 if __name__ == "__main__":
     main()

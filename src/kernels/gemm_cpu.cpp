@@ -2,7 +2,7 @@
 // threading) and a bf16 matmul primitive (AVX512-BF16) for mixed precision.
 // oneDNN rather than OpenBLAS: on the shapes of this engine (K = 256..8192, M = tokens routed
 // to one expert) its sgemm runs 10-50% faster, most of all single-threaded inside our parallel
-// loops (docs/BENCHMARKS.md); and OpenBLAS 0.3.21 in Debian has no bf16 GEMM.
+// loops (bench/bench_gemm.cpp, docs/BENCHMARKS.md); and OpenBLAS 0.3.21 in Debian has no bf16 GEMM.
 #include <dnnl.hpp>
 #include <omp.h>
 
