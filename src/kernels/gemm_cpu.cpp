@@ -1,8 +1,8 @@
 // defines: gemm on the CPU through oneDNN: dnnl_sgemm for fp32 (JIT AVX-512 kernels, OpenMP
 // threading) and a bf16 matmul primitive (AVX512-BF16) for mixed precision.
-// oneDNN rather than OpenBLAS: on the shapes of this engine (K = 256..8192, M = tokens routed
-// to one expert) its sgemm runs 10-50% faster, most of all single-threaded inside our parallel
-// loops (bench/bench_gemm.cpp, docs/BENCHMARKS.md); and OpenBLAS 0.3.21 in Debian has no bf16 GEMM.
+// oneDNN rather than OpenBLAS: its sgemm is up to 15% faster on most of the engine's shapes
+// (bench/bench_gemm.cpp; training about 10% faster end to end, docs/BENCHMARKS.md), and
+// Debian's OpenBLAS 0.3.21 has no bf16 GEMM.
 #include <dnnl.hpp>
 #include <omp.h>
 
