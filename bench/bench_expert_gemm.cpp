@@ -4,7 +4,6 @@
 //                     [--precision fp32|bf16]   (of the expert GEMMs; the reference is fp32 sgemm)
 // Prints JSON: per (width, rows): GFLOP/s and the fraction of sgemm.
 
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -12,10 +11,10 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "timing.h"
 #include "model/ffn_dense.h"
 
 using namespace mohge;
-using clk = std::chrono::steady_clock;
 
 static std::vector<int> parse_list(const std::string& s) {
   std::vector<int> v;
@@ -24,18 +23,8 @@ static std::vector<int> parse_list(const std::string& s) {
   return v;
 }
 
-// Seconds per call of fn, timed over enough repetitions to take ~0.2 s.
-template <class F> static double time_it(F&& fn) {
-  fn();
-  int reps = 1;
-  for (;;) {
-    auto t0 = clk::now();
-    for (int i = 0; i < reps; i++) fn();
-    double s = std::chrono::duration<double>(clk::now() - t0).count();
-    if (s > 0.2) return s / reps;
-    reps *= 2;
-  }
-}
+// ~0.2 s of calls per measurement, best of 2
+template <class F> static double time_it(F&& fn) { return bench::best_seconds_per_call(fn, 2, 0.1); }
 
 [[noreturn]] static void fail_usage(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n", msg.c_str());

@@ -6,7 +6,7 @@
 // at once (how experts run when there are several per thread), in total GFLOP/s.
 #include <omp.h>
 
-#include <chrono>
+#include <functional>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,28 +16,14 @@
 #endif
 
 #include "kernels/gemm.h"
+#include "timing.h"
 
 using namespace mohge;
-using clk = std::chrono::steady_clock;
 
 static double g_seconds = 0.3;
 
-// Best seconds per call of fn over 3 trials of ~g_seconds / 3 each.
-template <class F> static double time_it(F&& fn) {
-  fn();
-  double best = 1e30;
-  for (int trial = 0; trial < 3; trial++) {
-    int reps = 0;
-    auto t0 = clk::now();
-    double s = 0;
-    while (s < g_seconds / 3) {
-      fn();
-      reps++;
-      s = std::chrono::duration<double>(clk::now() - t0).count();
-    }
-    best = std::min(best, s / reps);
-  }
-  return best;
+static double time_it(const std::function<void()>& fn) {
+  return bench::best_seconds_per_call(fn, 3, g_seconds / 3);
 }
 
 struct Backend {

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "timing.h"
 #include "model/model.h"
 #include "train/optimizer.h"
 #include "train/train_config.h"
@@ -34,23 +35,9 @@ static double flops_per_token(const Model& m, int T) {
 static double sgemm_gflops() {
   const int M = 2048, N = 1024, K = 1024;
   std::vector<float> a((size_t)M * K, 0.5f), b((size_t)K * N, 0.25f), c((size_t)M * N);
-  auto gemm = [&] {
-    mohge::gemm(false, false, M, N, K, 1, a.data(), K, b.data(), N, 0, c.data(), N);
-  };
-  gemm();
-  double best = 0.0;
-  for (int trial = 0; trial < 5; trial++) {
-    int reps = 0;
-    auto t0 = clk::now();
-    double s = 0.0;
-    while (s < 0.5) {
-      gemm();
-      reps++;
-      s = std::chrono::duration<double>(clk::now() - t0).count();
-    }
-    best = std::max(best, 2.0 * M * N * K * reps / s / 1e9);
-  }
-  return best;
+  return 2.0 * M * N * K / 1e9 / bench::best_seconds_per_call([&] {
+    gemm(false, false, M, N, K, 1, a.data(), K, b.data(), N, 0, c.data(), N);
+  }, 5, 0.5);
 }
 
 int main(int argc, char** argv) {
