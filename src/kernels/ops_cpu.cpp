@@ -128,16 +128,19 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         gemm(false, true, nr, r1, hd, scale, Q + (int64_t)r0 * qs,
                     qs, K, ks, 0.0f, A + (int64_t)r0 * T, T);
         for (int t = r0; t < r1; t++) {
+          // Softmax over the block's r1 columns with the causal future masked to -inf
+          // (exp_approx gives 0): whole-vector loops, no scalar tail per row.
           float* row = A + (int64_t)t * T;
+          std::fill(row + t + 1, row + r1, -INFINITY);
           float mx = row[0];
 #pragma omp simd reduction(max : mx)
-          for (int j = 1; j <= t; j++) mx = std::max(mx, row[j]);
+          for (int j = 1; j < r1; j++) mx = std::max(mx, row[j]);
           float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-          for (int j = 0; j <= t; j++) sum += (row[j] = exp_approx(row[j] - mx));
-          float inv = 1.0f / sum;
-          for (int j = 0; j <= t; j++) row[j] *= inv;
-          std::fill(row + t + 1, row + T, 0.0f);
+          for (int j = 0; j < r1; j++) sum += (row[j] = exp_approx(row[j] - mx));
+          const float inv = 1.0f / sum;
+          for (int j = 0; j < r1; j++) row[j] *= inv;
+          std::fill(row + r1, row + T, 0.0f);
         }
         gemm(false, false, nr, hd, r1, 1.0f,
                     A + (int64_t)r0 * T, T, V, ks, 0.0f, O + (int64_t)r0 * qs, qs);
@@ -173,16 +176,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                       dO + (int64_t)r0 * qs, qs, V, ks, 0.0f, dS.data(), T);
           gemm(true, false, r1, hd, nr, 1.0f, Ab, T,
                       dO + (int64_t)r0 * qs, qs, 1.0f, dV, ks);
-          // softmax backward: dS = A ⊙ (dA − Σ_j dA·A), scaled for the QKᵀ product
+          // softmax backward: dS = A ⊙ (dA − Σ_j dA·A), scaled for the QKᵀ product; over the
+          // whole block row, as A is 0 beyond the causal edge (so is dS there)
           for (int i = 0; i < nr; i++) {
-            int t = r0 + i;
             const float* a = Ab + (int64_t)i * T;
             float* d = dS.data() + (int64_t)i * T;
             float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-            for (int j = 0; j <= t; j++) dot += d[j] * a[j];
-            for (int j = 0; j <= t; j++) d[j] = a[j] * (d[j] - dot) * scale;
-            std::fill(d + t + 1, d + r1, 0.0f);
+            for (int j = 0; j < r1; j++) dot += d[j] * a[j];
+            for (int j = 0; j < r1; j++) d[j] = a[j] * (d[j] - dot) * scale;
           }
           // dQ += dS·K, dK += dSᵀ·Q
           gemm(false, false, nr, hd, r1, 1.0f, dS.data(), T, K,
