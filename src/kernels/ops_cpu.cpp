@@ -48,6 +48,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, 
     const float* x = inp + (int64_t)n * C;
     float* y = out + (int64_t)n * C;
     float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
     for (int c = 0; c < C; c++) ss += x[c] * x[c];
     float r = 1.0f / std::sqrt(ss / C + eps);
     for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
@@ -69,6 +70,7 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
       const float* g = dout + (int64_t)n * C;
       float* dx = dinp + (int64_t)n * C;
       float r = rstd[n], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
       for (int c = 0; c < C; c++) dot += g[c] * w[c] * x[c];
       float k = r * r * r * dot / C;
       for (int c = 0; c < C; c++) {

@@ -129,6 +129,7 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
       const float* y = ye_.data() + (size_t)pos_[j] * d;
       float* dy = dye_.data() + (size_t)pos_[j] * d;
       float dw = 0.0f;
+#pragma omp simd reduction(+ : dw)
       for (int i = 0; i < d; i++) dy[i] = w * g[i], dw += g[i] * y[i];
       dweight_[j] = dw;
     }
