@@ -141,50 +141,40 @@ std::vector<std::string> list_dir(const std::string& dir) {
 }
 
 // --------------------------------------------------------------------------- overfit one batch
-TEST(Training, OverfitsOneBatchToNearZeroLoss) {
+// Trains a tiny model of `kind` on one batch; returns {first loss, last loss, steps taken}.
+struct OverfitResult { double first, last; int steps; };
+OverfitResult overfit_one_batch(const std::string& kind, uint64_t loader_seed) {
   const test::CorpusFixture& ds = dataset();
-  RunConfig rc = tiny_run(TmpDir().str(), "dense");
+  RunConfig rc = tiny_run(TmpDir().str(), kind);
   Model m(rc.model);
   m.init_weights(3);
   AdamW opt(m.params, {0.9, 0.95, 1e-8, 0.0, false});
   const int B = 2, T = 16;
-  DataLoader loader(ds.data_dir + "/train.bin", B, T, 5);
+  DataLoader loader(ds.data_dir + "/train.bin", B, T, loader_seed);
   std::vector<int32_t> in(B * T), tg(B * T);
   loader.next_batch(in.data(), tg.data());
-  double first = 0, loss = 0;
-  int step = 0;
-  for (; step < 400; step++) {
+  OverfitResult r{0, 0, 0};
+  for (; r.steps < 400; r.steps++) {
     m.params.zero_grad();
-    loss = m.forward(in.data(), tg.data(), B, T);
-    if (step == 0) first = loss;
-    if (loss < 0.02) break;
+    r.last = m.forward(in.data(), tg.data(), B, T);
+    if (r.steps == 0) r.first = r.last;
+    if (r.last < 0.02) break;
     m.backward(1.0f);
-    opt.step(m.params, 3e-3, step + 1);
+    opt.step(m.params, 3e-3, r.steps + 1);
   }
-  EXPECT_NEAR(first, std::log(320.0), 0.5) << "initial loss should be about ln(V)";
-  EXPECT_LT(loss, 0.05) << "after " << step << " steps on one batch";
+  return r;
+}
+
+TEST(Training, OverfitsOneBatchToNearZeroLoss) {
+  OverfitResult r = overfit_one_batch("dense", 5);
+  EXPECT_NEAR(r.first, std::log(320.0), 0.5) << "initial loss should be about ln(V)";
+  EXPECT_LT(r.last, 0.05) << "after " << r.steps << " steps on one batch";
 }
 
 // Same for a mixture-of-experts model (routing + aux loss in the loop).
 TEST(Training, MohgeOverfitsOneBatch) {
-  const test::CorpusFixture& ds = dataset();
-  RunConfig rc = tiny_run(TmpDir().str(), "mohge");
-  Model m(rc.model);
-  m.init_weights(3);
-  AdamW opt(m.params, {0.9, 0.95, 1e-8, 0.0, false});
-  const int B = 2, T = 16;
-  DataLoader loader(ds.data_dir + "/train.bin", B, T, 9);
-  std::vector<int32_t> in(B * T), tg(B * T);
-  loader.next_batch(in.data(), tg.data());
-  double loss = 0;
-  for (int step = 0; step < 400; step++) {
-    m.params.zero_grad();
-    loss = m.forward(in.data(), tg.data(), B, T);
-    if (loss < 0.02) break;
-    m.backward(1.0f);
-    opt.step(m.params, 3e-3, step + 1);
-  }
-  EXPECT_LT(loss, 0.05);
+  OverfitResult r = overfit_one_batch("mohge", 9);
+  EXPECT_LT(r.last, 0.05) << "after " << r.steps << " steps on one batch";
 }
 
 // ---------------------------------------------------------------------------------- loss falls

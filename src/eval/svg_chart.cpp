@@ -306,6 +306,17 @@ std::vector<std::pair<std::string, std::string>> width_legend(const std::vector<
   return l;
 }
 
+// One bar from y0 to y1 (pixels) with a tooltip and, when `label` is not empty, the value above it.
+static std::string bar_svg(double x, double w, double y0, double y1, const std::string& color,
+                           const std::string& tip, const std::string& label, double font_size) {
+  std::string s = fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{}</title></rect>",
+                              x, std::min(y0, y1), w, std::fabs(y1 - y0), escape(color), escape(tip));
+  if (!label.empty())
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"{}\" fill=\"#333\">{}</text>",
+                     x + w / 2, std::min(y0, y1) - 3, font_size, escape(label));
+  return s;
+}
+
 // ---------------------------------------------------------------------------------- bar chart
 std::string bar_chart(const BarChart& c) {
   const size_t n = c.labels.size();
@@ -326,11 +337,7 @@ std::string bar_chart(const BarChart& c) {
     const double x = b.x0 + i * slot + (slot - bw) / 2, y0 = ys(0), y1 = ys(v);
     const std::string color = i < c.colors.size() ? c.colors[i] : palette(0);
     const std::string tip = i < c.tooltips.size() ? c.tooltips[i] : c.labels[i] + ": " + fmt_num(v);
-    s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{}</title></rect>",
-                     x, std::min(y0, y1), bw, std::fabs(y1 - y0), escape(color), escape(tip));
-    if (c.value_labels)
-      s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"9.5\" fill=\"#333\">{}</text>",
-                       x + bw / 2, std::min(y0, y1) - 3, escape(fmt_num(v)));
+    s += bar_svg(x, bw, y0, y1, color, tip, c.value_labels ? fmt_num(v) : "", 9.5);
     s += "\n";
   }
   s += baseline(b, ys(0));
@@ -366,12 +373,8 @@ std::string grouped_bar_chart(const GroupedBarChart& c) {
       any = true;
       const double y0 = ys(0), y1 = ys(v), x = gx + k * bw;
       const std::string color = k < c.colors.size() ? c.colors[k] : palette((int)k);
-      s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{}</title></rect>",
-                       x + 0.5, std::min(y0, y1), std::max(0.5, bw - 1), std::fabs(y1 - y0), escape(color),
-                       escape(c.groups[g] + ", " + c.series[k] + ": " + fmt_num(v)));
-      if (c.value_labels && bw >= 16)
-        s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"9\" fill=\"#333\">{}</text>",
-                         x + bw / 2, std::min(y0, y1) - 3, escape(fmt_num(v)));
+      s += bar_svg(x + 0.5, std::max(0.5, bw - 1), y0, y1, color, c.groups[g] + ", " + c.series[k] + ": " + fmt_num(v),
+                   c.value_labels && bw >= 16 ? fmt_num(v) : "", 9);
     }
     if (g < c.group_notes.size() && !c.group_notes[g].empty()) {
       // note in the slot: wrapped into lines of ~slot width
