@@ -66,8 +66,8 @@ int main(int argc, char** argv) try {
       std::vector<float> out((size_t)n * d), dx((size_t)n * d), g((size_t)n * W), u((size_t)n * W),
           act((size_t)n * W), scratch(3 * (size_t)n * W);
       double s = time_it([&] {
-        swiglu_ffn_forward(out.data(), g.data(), u.data(), act.data(), x.data(), w, n, d, W, false, prec);
-        swiglu_ffn_backward(dx.data(), gr, dout.data(), x.data(), g.data(), u.data(), act.data(), w, n, d, W,
+        swiglu_ffn_forward(mohge::cpu_backend(), out.data(), g.data(), u.data(), act.data(), x.data(), w, n, d, W, false, prec);
+        swiglu_ffn_backward(mohge::cpu_backend(), dx.data(), gr, dout.data(), x.data(), g.data(), u.data(), act.data(), w, n, d, W,
                             scratch.data(), prec);
       });
       double flops = 3.0 * 2.0 * 3.0 * n * d * W;  // 3 GEMMs forward, 6 backward, 2 flop/MAC

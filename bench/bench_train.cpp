@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
       model.params.zero_grad();
       loss = model.forward(in.data(), tg.data(), B, T, s);
       model.backward(1.0f);
-      double norm = grad_global_norm(model.params.all_grad(), model.params.total());
+      double norm = grad_global_norm(model.params.backend(), model.params.all_grad(), model.params.total());
       opt.step(model.params, 1e-4, s + 1, grad_clip_factor(norm, 1.0));
       if (s >= warmup) secs += std::chrono::duration<double>(clk::now() - t0).count();
     }

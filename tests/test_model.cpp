@@ -493,7 +493,7 @@ TEST_P(MoeLayerVsDenseReference, ForwardRoutingAndGradientsMatch) {
   mo.lb_coef = mo.pp_coef = mo.entropy_coef = mo.group_coef = mo.intra_coef = 0.0;
   const int d = cfg.hidden_size, N = 10, E = mo.num_experts;
 
-  ParamTable params;
+  ParamTable params(mohge::cpu_backend());
   MoeFfn ffn(cfg, params, "mlp");
   params.allocate();
   params.init_weights(17);

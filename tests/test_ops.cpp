@@ -1,6 +1,9 @@
-// defines: the op test table — every op of kernels/ops.h (fp32 fast path) judged against the
+// defines: the op test table — every op of every backend (kernels/backend.h) judged against the
 // float64 reference of kernels/reference.h, ggml test-backend-ops style.
-// One table (all_cases) lists op cases with their shapes; one driver (OpTest) runs each case:
+// One table (all_cases) lists op cases with their shapes; one driver (OpTest) runs each case on
+// every backend the engine knows (a backend not compiled in, or without a device, is a visible
+// skip). Inputs are uploaded to the backend, outputs downloaded, so a case never touches backend
+// memory from the host:
 //   forward   fast outputs vs the reference forward, max error per tensor relative to max |ref|;
 //   backward  fast gradients vs central finite differences of L = Σ g ⊙ ref_forward(inputs) in
 //             float64, on up to kFdSamples sampled coordinates per input tensor;
@@ -9,6 +12,7 @@
 // Each case prints one line with the max error per tensor (the llm.c habit).
 #include <gtest/gtest.h>
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -23,8 +27,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/backend.h"
 #include "kernels/gemm.h"
-#include "kernels/ops.h"
 #include "kernels/vec_math.h"
 #include "kernels/reference.h"
 
@@ -118,6 +122,21 @@ struct Tensor {
   F data;
 };
 
+using mohge::Backend;
+using mohge::Buffer;
+
+// x copied to a new allocation on be, and back.
+template <class T>
+Buffer<T> dev(Backend& be, const std::vector<T>& x) {
+  Buffer<T> b(be, x.size());
+  if (!x.empty()) b.upload(x.data(), x.size());
+  return b;
+}
+template <class T>
+std::vector<T> host(const Buffer<T>& b) {
+  return b.to_host();
+}
+
 // ---------------------------------------------------------------------------------------------
 // the case interface: one row of the table
 
@@ -154,6 +173,10 @@ struct OpCase {
 
   std::vector<Tensor> inputs;
   const F& in(size_t i) const { return inputs[i].data; }
+  Backend* be = nullptr;  // the backend under test, set by the driver before init()
+  template <class T>
+  Buffer<T> up(const std::vector<T>& x) const { return dev(*be, x); }
+  Buffer<float> up_in(size_t i) const { return up(in(i)); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -189,36 +212,45 @@ struct MatmulCase : OpCase {
   void init(Rng& rng) override {
     inputs = {{"inp", rng.uniform((size_t)N * I)}, {"w", rng.uniform((size_t)O * I)}};
   }
+  // out (pre-filled) = [out +] inp · wᵀ on the backend
+  F fwd(const F& pre, bool accumulate) const {
+    auto x = up_in(0), w = up_in(1), out = up(pre);
+    be->matmul_forward(out.data(), x.data(), w.data(), N, I, O, accumulate, p);
+    return host(out);
+  }
+  // matmul_backward into pre-filled gradients; a null output when its flag is off
+  void bwd(F* dinp, F* dw, const F& dout) const {
+    auto x = up_in(0), w = up_in(1), g = up(dout);
+    Buffer<float> di = dinp ? up(*dinp) : Buffer<float>(), dww = dw ? up(*dw) : Buffer<float>();
+    be->matmul_backward(dinp ? di.data() : nullptr, dw ? dww.data() : nullptr, g.data(), x.data(),
+                        w.data(), N, I, O, p);
+    if (dinp) *dinp = host(di);
+    if (dw) *dw = host(dww);
+  }
   std::vector<Tensor> forward() override {
-    F out((size_t)N * O, NAN);  // NaN: accumulate=false must overwrite
-    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O, false, p);
-    return {{"out", out}};
+    return {{"out", fwd(F((size_t)N * O, NAN), false)}};  // NaN: accumulate=false must overwrite
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
     return {mohge::ref::matmul(x[0], x[1], N, I, O)};
   }
   void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
                 std::vector<F>& g) override {
-    mohge::matmul_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
-                           N, I, O, p);
+    bwd(&g[0], &g[1], dout[0]);
   }
   // the inputs as the matmul sees them: rounded to bf16 under p = bf16
   Vec seen(const F& x) const { return bf16() ? round_bf16(to_double(x)) : to_double(x); }
   void extra(Rng& rng, std::string& summary) override {
     // forward with accumulate=true adds into a pre-filled out
-    F pre = rng.uniform((size_t)N * O), out = pre;
-    mohge::matmul_forward(out.data(), in(0).data(), in(1).data(), N, I, O, /*accumulate=*/true, p);
+    F pre = rng.uniform((size_t)N * O), out = fwd(pre, /*accumulate=*/true);
     Vec want = mohge::ref::add(to_double(pre), mohge::ref::matmul(seen(in(0)), seen(in(1)), N, I, O));
     double e_acc = rel_err(out, want);
     EXPECT_LE(e_acc, kFwdTol) << "matmul_forward(accumulate=true)";
     // backward with one of the outputs null computes the other alone
     F dout = rng.uniform((size_t)N * O);
     F dinp((size_t)N * I, 0.f), dw((size_t)O * I, 0.f), dinp1 = dinp, dw1 = dw;
-    mohge::matmul_backward(dinp.data(), dw.data(), dout.data(), in(0).data(), in(1).data(), N, I,
-                           O, p);
-    mohge::matmul_backward(dinp1.data(), nullptr, dout.data(), in(0).data(), in(1).data(), N, I,
-                           O, p);
-    mohge::matmul_backward(nullptr, dw1.data(), dout.data(), in(0).data(), in(1).data(), N, I, O, p);
+    bwd(&dinp, &dw, dout);
+    bwd(&dinp1, nullptr, dout);
+    bwd(nullptr, &dw1, dout);
     double e_null = std::max(rel_err(dinp1, dinp), rel_err(dw1, dw));
     EXPECT_LE(e_null, 1e-6) << "matmul_backward with a null output";
     // gradients against the float64 products of exactly the inputs the matmul sees
@@ -248,22 +280,29 @@ struct EmbeddingCase : OpCase {
     if (N >= 3) tokens[N - 1] = tokens[N / 2] = tokens[1];  // a token repeated ≥ 3 times
   }
   std::vector<Tensor> forward() override {
-    F out((size_t)N * C, NAN);
-    mohge::embedding_forward(out.data(), tokens.data(), in(0).data(), N, C);
-    return {{"out", out}};
+    auto out = up(F((size_t)N * C, NAN)), wte = up_in(0);
+    auto tok = up(tokens);
+    be->embedding_forward(out.data(), tok.data(), wte.data(), N, C);
+    return {{"out", host(out)}};
+  }
+  void bwd(F& dwte, const F& dout) const {
+    auto d = up(dwte), g = up(dout);
+    auto tok = up(tokens);
+    be->embedding_backward(d.data(), g.data(), tok.data(), N, C);
+    dwte = host(d);
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
     return {mohge::ref::embedding(tokens, x[0], N, C)};
   }
   void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
                 std::vector<F>& g) override {
-    mohge::embedding_backward(g[0].data(), dout[0].data(), tokens.data(), N, C);
+    bwd(g[0], dout[0]);
   }
   void extra(Rng& rng, std::string& summary) override {
     // every row of dwte is the sum of dout over the positions holding that token (repeats
     // included); rows of tokens that never occur stay exactly at zero
     F dout = rng.uniform((size_t)N * C), dwte((size_t)V * C, 0.f);
-    mohge::embedding_backward(dwte.data(), dout.data(), tokens.data(), N, C);
+    bwd(dwte, dout);
     Vec want((size_t)V * C, 0.0);
     int max_rep = 0;
     for (int v = 0; v < V; v++) {
@@ -299,9 +338,9 @@ struct RMSNormCase : OpCase {
     inputs = {{"inp", rng.uniform((size_t)N * C, -scale, scale)}, {"w", rng.uniform(C, 0.5f, 1.5f)}};
   }
   std::vector<Tensor> forward() override {
-    F out((size_t)N * C, NAN), rstd(N, NAN);
-    mohge::rmsnorm_forward(out.data(), rstd.data(), in(0).data(), in(1).data(), N, C, kEps);
-    return {{"out", out}, {"rstd", rstd}};
+    auto out = up(F((size_t)N * C, NAN)), rstd = up(F(N, NAN)), x = up_in(0), w = up_in(1);
+    be->rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, kEps);
+    return {{"out", host(out)}, {"rstd", host(rstd)}};
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
     Vec rstd;
@@ -310,8 +349,10 @@ struct RMSNormCase : OpCase {
   }
   void backward(const std::vector<Tensor>& outs, const std::vector<F>& dout,
                 std::vector<F>& g) override {
-    mohge::rmsnorm_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
-                            outs[1].data.data(), N, C);
+    auto dx = up(g[0]), dw = up(g[1]), d = up(dout[0]), x = up_in(0), w = up_in(1);
+    auto rstd = up(outs[1].data);
+    be->rmsnorm_backward(dx.data(), dw.data(), d.data(), x.data(), w.data(), rstd.data(), N, C);
+    g[0] = host(dx), g[1] = host(dw);
   }
 };
 
@@ -332,9 +373,10 @@ struct RopeCase : OpCase {
   double fwd_tol() const override { return std::max(kFwdTol, pos_tol()); }
   double bwd_tol() const override { return std::max(kBwdTol, pos_tol()); }
   void init(Rng& rng) override { inputs = {{"x", rng.uniform(n())}}; }
-  F apply(F x, bool inverse) const {
-    mohge::rope_apply(x.data(), B, T, H, hd, kTheta, pos0, inverse);
-    return x;
+  F apply(const F& x, bool inverse) const {
+    auto d = up(x);
+    be->rope_apply(d.data(), B, T, H, hd, kTheta, pos0, inverse);
+    return host(d);
   }
   std::vector<Tensor> forward() override { return {{"out", apply(in(0), false)}}; }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
@@ -381,10 +423,10 @@ struct AttentionCase : OpCase {
               {"v", rng.uniform((size_t)B * T * KVH * hd)}};
   }
   std::vector<Tensor> run(const F& q, const F& k, const F& v) const {
-    F out((size_t)B * T * H * hd, NAN), att((size_t)B * H * T * T, NAN);
-    mohge::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), B, T, H, KVH,
-                             hd);
-    return {{"out", out}, {"att", att}};
+    auto out = up(F((size_t)B * T * H * hd, NAN)), att = up(F((size_t)B * H * T * T, NAN));
+    auto dq = up(q), dk = up(k), dv = up(v);
+    be->attention_forward(out.data(), att.data(), dq.data(), dk.data(), dv.data(), B, T, H, KVH, hd);
+    return {{"out", host(out)}, {"att", host(att)}};
   }
   std::vector<Tensor> forward() override { return run(in(0), in(1), in(2)); }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
@@ -396,9 +438,11 @@ struct AttentionCase : OpCase {
   bool zero_grad(size_t i) const override { return T == 1 && i < 2; }
   void backward(const std::vector<Tensor>& outs, const std::vector<F>& dout,
                 std::vector<F>& g) override {
-    mohge::attention_backward(g[0].data(), g[1].data(), g[2].data(), dout[0].data(),
-                              outs[1].data.data(), in(0).data(), in(1).data(), in(2).data(), B, T,
-                              H, KVH, hd);
+    auto dq = up(g[0]), dk = up(g[1]), dv = up(g[2]), d = up(dout[0]), att = up(outs[1].data);
+    auto q = up_in(0), k = up_in(1), v = up_in(2);
+    be->attention_backward(dq.data(), dk.data(), dv.data(), d.data(), att.data(), q.data(), k.data(),
+                           v.data(), B, T, H, KVH, hd);
+    g[0] = host(dq), g[1] = host(dk), g[2] = host(dv);
   }
   void extra(Rng& rng, std::string& summary) override {
     if (T < 2) return;
@@ -446,17 +490,18 @@ struct SwiGLUCase : OpCase {
     }
   }
   std::vector<Tensor> forward() override {
-    F out(N, NAN);
-    mohge::swiglu_forward(out.data(), in(0).data(), in(1).data(), N);
-    return {{"out", out}};
+    auto out = up(F(N, NAN)), gate = up_in(0), u = up_in(1);
+    be->swiglu_forward(out.data(), gate.data(), u.data(), N);
+    return {{"out", host(out)}};
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
     return {mohge::ref::swiglu(x[0], x[1])};
   }
   void backward(const std::vector<Tensor>&, const std::vector<F>& dout,
                 std::vector<F>& g) override {
-    mohge::swiglu_backward(g[0].data(), g[1].data(), dout[0].data(), in(0).data(), in(1).data(),
-                           N);
+    auto dg = up(g[0]), du = up(g[1]), d = up(dout[0]), gate = up_in(0), u = up_in(1);
+    be->swiglu_backward(dg.data(), du.data(), d.data(), gate.data(), u.data(), N);
+    g[0] = host(dg), g[1] = host(du);
   }
 };
 
@@ -479,12 +524,27 @@ struct CrossEntropyCase : OpCase {
     targets[0] = V - 1;
     if (N > 1) targets[1] = 0;
   }
-  double total = 0.0;  // the fast return value of the last forward()
+  double total = 0.0;  // the loss sum of the last forward()
   F lse;               // saved by forward() for backward
+  // losses (when with_losses), lse and loss_sum (pre-filled with `pre`) on the backend
+  double fwd(F* losses, F& lse_out, double pre = 0.0) const {
+    auto x = up_in(0), l = up(F(N, NAN)), ls = up(F(N, NAN));
+    auto tg = up(targets);
+    auto sum = up(std::vector<double>{pre});
+    be->crossentropy_forward(losses ? l.data() : nullptr, ls.data(), sum.data(), x.data(), tg.data(), N, V);
+    if (losses) *losses = host(l);
+    lse_out = host(ls);
+    return host(sum)[0];
+  }
+  F bwd(const F& logits, const F& lse_in, bool in_place) const {
+    auto x = up(logits), ls = up(lse_in), d = up(F((size_t)N * V, NAN));
+    auto tg = up(targets);
+    be->crossentropy_backward(in_place ? x.data() : d.data(), x.data(), ls.data(), tg.data(), N, V, dscale);
+    return host(in_place ? x : d);
+  }
   std::vector<Tensor> forward() override {
-    F losses(N, NAN);
-    lse.assign(N, NAN);
-    total = mohge::crossentropy_forward(losses.data(), lse.data(), in(0).data(), targets.data(), N, V);
+    F losses;
+    total = fwd(&losses, lse);
     return {{"losses", losses}};
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
@@ -499,8 +559,7 @@ struct CrossEntropyCase : OpCase {
     return k;
   }
   void backward(const std::vector<Tensor>&, const std::vector<F>&, std::vector<F>& g) override {
-    F d((size_t)N * V, NAN);
-    mohge::crossentropy_backward(d.data(), in(0).data(), lse.data(), targets.data(), N, V, dscale);
+    F d = bwd(in(0), lse, false);
     for (size_t i = 0; i < d.size(); i++) g[0][i] += d[i];
   }
   void extra(Rng&, std::string& summary) override {
@@ -510,15 +569,15 @@ struct CrossEntropyCase : OpCase {
     double ref_sum = std::accumulate(ref.begin(), ref.end(), 0.0);
     double sum_losses = 0.0;
     for (float l : losses) sum_losses += l;
-    // the return value is the sum of the losses written
+    // the loss sum is the sum of the losses written
     double e_ret = std::fabs(total - sum_losses) / std::max(std::fabs(sum_losses), 1e-30);
-    EXPECT_LE(e_ret, 1e-12) << "returned total != Σ losses";
+    EXPECT_LE(e_ret, 1e-12) << "loss sum != Σ losses";
     double e_sum = std::fabs(total - ref_sum) / std::max(max_abs(ref) * N, 1e-30);
-    EXPECT_LE(e_sum, kFwdTol) << "returned total vs reference Σ losses";
-    // losses are optional: the total alone
-    F lse2(N, NAN);
-    double t_only = mohge::crossentropy_forward(nullptr, lse2.data(), in(0).data(), targets.data(), N, V);
-    EXPECT_LE(std::fabs(t_only - total), 1e-12 * std::max(std::fabs(total), 1.0));
+    EXPECT_LE(e_sum, kFwdTol) << "loss sum vs reference Σ losses";
+    // losses are optional: the total alone, accumulated (+=) onto the sum's previous value
+    F lse2;
+    double t_only = fwd(nullptr, lse2, 100.0) - 100.0;
+    EXPECT_LE(std::fabs(t_only - total), 1e-12 * std::max(std::fabs(total), 100.0));
     // lse is the log-sum-exp of each row
     double e_lse = 0.0;
     for (int n = 0; n < N; n++) {
@@ -529,12 +588,10 @@ struct CrossEntropyCase : OpCase {
     }
     EXPECT_LE(e_lse, 1e-6) << "lse is not the row log-sum-exp";
     // in place: dlogits aliases logits, same result as out of place
-    F d((size_t)N * V, NAN), buf = in(0);
-    mohge::crossentropy_backward(d.data(), in(0).data(), lse2.data(), targets.data(), N, V, dscale);
-    mohge::crossentropy_backward(buf.data(), buf.data(), lse2.data(), targets.data(), N, V, dscale);
+    F d = bwd(in(0), lse2, false), buf = bwd(in(0), lse2, true);
     double e_inplace = rel_err(buf, d);
     EXPECT_LE(e_inplace, 1e-6) << "in-place dlogits differs from out-of-place";
-    summary += fmt::format(" | total {:.1e} (ret=Σ {:.0e}) in-place {:.1e}", e_sum, e_ret,
+    summary += fmt::format(" | total {:.1e} (sum=Σ {:.0e}) in-place {:.1e}", e_sum, e_ret,
                            e_inplace);
   }
 };
@@ -549,14 +606,178 @@ struct AddCase : OpCase {
   std::string shape() const override { return fmt::format("N={}", N); }
   void init(Rng& rng) override { inputs = {{"y", rng.uniform(N)}, {"x", rng.uniform(N)}}; }
   std::vector<Tensor> forward() override {
-    F y = in(0);
-    mohge::add_inplace(y.data(), in(1).data(), N);
-    return {{"out", y}};
+    auto y = up_in(0), x = up_in(1);
+    be->add_inplace(y.data(), x.data(), N);
+    return {{"out", host(y)}};
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
     return {mohge::ref::add(x[0], x[1])};
   }
   bool has_backward() const override { return false; }
+};
+
+
+// ---------------------------------------------------------------------------------------------
+// MoE dispatch: gather_rows (permute tokens into expert order) and combine_rows (unpermute with
+// the gate weights); each with its backward. A routing of N tokens to k experts each: A = N·k
+// assignments, assignment j of token t sits at packed row pos[j] (a permutation of [0, A)).
+
+struct Dispatch {
+  Ints src, offsets, pos;  // src[pos[j]] = token of assignment j; offsets: CSR by token
+  Dispatch(Rng& rng, int N, int k) {
+    const int A = N * k;
+    pos = rng.ints(A, 0, 0);
+    std::iota(pos.begin(), pos.end(), 0);
+    std::shuffle(pos.begin(), pos.end(), rng.gen);
+    src.assign(A, 0), offsets.assign(N + 1, 0);
+    for (int t = 0; t < N; t++) {
+      offsets[t + 1] = offsets[t] + k;
+      for (int j = offsets[t]; j < offsets[t + 1]; j++) src[pos[j]] = t;
+    }
+  }
+};
+
+struct GatherRowsCase : OpCase {
+  int N, k, d;
+  std::unique_ptr<Dispatch> ds;
+  GatherRowsCase(int N, int k, int d) : N(N), k(k), d(d) {}
+  std::string op() const override { return "gather_rows"; }
+  std::string shape() const override { return fmt::format("N={} k={} d={}", N, k, d); }
+  void init(Rng& rng) override {
+    ds = std::make_unique<Dispatch>(rng, N, k);
+    inputs = {{"inp", rng.uniform((size_t)N * d)}};
+  }
+  std::vector<Tensor> forward() override {
+    auto out = up(F((size_t)N * k * d, NAN)), x = up_in(0);
+    auto src = up(ds->src);
+    be->gather_rows(out.data(), x.data(), src.data(), N * k, d);
+    return {{"out", host(out)}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    return {mohge::ref::gather_rows(x[0], ds->src, d)};
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout, std::vector<F>& g) override {
+    auto dx = up(g[0]), dy = up(dout[0]);
+    auto off = up(ds->offsets), pos = up(ds->pos);
+    be->gather_rows_backward(dx.data(), dy.data(), off.data(), pos.data(), N, d);
+    g[0] = host(dx);
+  }
+};
+
+struct CombineRowsCase : OpCase {
+  int N, k, d;
+  std::unique_ptr<Dispatch> ds;
+  CombineRowsCase(int N, int k, int d) : N(N), k(k), d(d) {}
+  std::string op() const override { return "combine_rows"; }
+  std::string shape() const override { return fmt::format("N={} k={} d={}", N, k, d); }
+  void init(Rng& rng) override {
+    ds = std::make_unique<Dispatch>(rng, N, k);
+    inputs = {{"y", rng.uniform((size_t)N * k * d)}, {"weight", rng.uniform((size_t)N * k, 0.f, 1.f)}};
+  }
+  std::vector<Tensor> forward() override {
+    auto out = up(F((size_t)N * d, NAN)), y = up_in(0), w = up_in(1);
+    auto off = up(ds->offsets), pos = up(ds->pos);
+    be->combine_rows(out.data(), y.data(), w.data(), off.data(), pos.data(), N, d);
+    return {{"out", host(out)}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    return {mohge::ref::combine_rows(x[0], x[1], ds->offsets, ds->pos, N, d)};
+  }
+  bool accumulates() const override { return false; }  // dy and dweight are written
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout, std::vector<F>& g) override {
+    auto dy = up(F(g[0].size(), NAN)), dw = up(F(g[1].size(), NAN)), go = up(dout[0]);
+    auto y = up_in(0), w = up_in(1);
+    auto off = up(ds->offsets), pos = up(ds->pos);
+    be->combine_rows_backward(dy.data(), dw.data(), go.data(), y.data(), w.data(), off.data(),
+                              pos.data(), N, d);
+    F hy = host(dy), hw = host(dw);
+    for (size_t i = 0; i < hy.size(); i++) g[0][i] += hy[i];
+    for (size_t i = 0; i < hw.size(); i++) g[1][i] += hw[i];
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// optimizer ops: sum_squares (the global gradient norm) and one AdamW step
+
+struct SumSquaresCase : OpCase {
+  int64_t N;
+  explicit SumSquaresCase(int64_t N) : N(N) {}
+  std::string op() const override { return "sum_squares"; }
+  std::string shape() const override { return fmt::format("N={}", N); }
+  bool has_backward() const override { return false; }
+  void init(Rng& rng) override { inputs = {{"x", rng.uniform(N)}}; }
+  double run() const {
+    auto x = up_in(0);
+    auto out = up(std::vector<double>{NAN});
+    be->sum_squares(out.data(), x.data(), N);
+    return host(out)[0];
+  }
+  std::vector<Tensor> forward() override { return {{"sum", F{(float)run()}}}; }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    double s = 0.0;
+    for (double v : x[0]) s += v * v;
+    return {Vec{s}};
+  }
+  void extra(Rng&, std::string& summary) override {
+    // double accumulation: far below float rounding; and the same bits for any thread count
+    double want = ref_forward({to_double(in(0))}, true)[0][0], got = run();
+    double e = std::fabs(got - want) / std::max(want, 1e-300);
+    EXPECT_LE(e, 1e-12) << "sum_squares accumulates in double";
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    double one = run();
+    omp_set_num_threads(threads);
+    EXPECT_EQ(one, got) << "sum_squares depends on the thread count";
+    summary += fmt::format(" | double {:.1e} 1-thread==N-thread {}", e, one == got);
+  }
+};
+
+// Two tensors, one decayed and one not, several steps with a clip factor; the state (w, m, v)
+// after the last step against the float64 reference AdamW.
+struct AdamWCase : OpCase {
+  int64_t n0, n1;
+  int steps;
+  AdamWCase(int64_t n0, int64_t n1, int steps) : n0(n0), n1(n1), steps(steps) {}
+  std::string op() const override { return "adamw"; }
+  std::string shape() const override { return fmt::format("n={}+{} steps={}", n0, n1, steps); }
+  bool has_backward() const override { return false; }
+  static constexpr double kLr = 1e-2, kB1 = 0.9, kB2 = 0.95, kEpsA = 1e-8, kWd = 0.1;
+  static constexpr float kMult = 0.5f;
+  // the second tensor starts at a 16-float boundary, as in the parameter table
+  size_t off1() const { return (size_t)(n0 + 15) / 16 * 16; }
+  size_t total() const { return off1() + n1; }
+  std::vector<F> grads;  // one gradient per step
+  void init(Rng& rng) override {
+    inputs = {{"w", rng.uniform(total())}, {"m", rng.uniform(total(), -0.1f, 0.1f)},
+              {"v", rng.uniform(total(), 0.f, 0.1f)}};
+    for (int s = 0; s < steps; s++) grads.push_back(rng.uniform(total()));
+  }
+  std::vector<Tensor> forward() override {
+    auto w = up_in(0), m = up_in(1), v = up_in(2);
+    std::vector<mohge::ParamSegment> segs = {{0, n0, true}, {off1(), n1, false}};
+    for (int s = 0; s < steps; s++) {
+      auto g = up(grads[s]);
+      be->adamw_step(w.data(), g.data(), m.data(), v.data(), segs,
+                     {kLr, kB1, kB2, kEpsA, kWd, s + 1, kMult});
+    }
+    F hw = host(w), hm = host(m), hv = host(v);
+    for (size_t i = n0; i < off1(); i++)  // padding between tensors is not a parameter: kept
+      EXPECT_EQ(hw[i], in(0)[i]) << "adamw_step wrote padding at " << i;
+    return {{"w", hw}, {"m", hm}, {"v", hv}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    Vec w = x[0], m = x[1], v = x[2];
+    std::vector<bool> decay(total(), false);
+    for (int64_t i = 0; i < n0; i++) decay[i] = true;
+    std::vector<size_t> idx;
+    for (int64_t i = 0; i < n0; i++) idx.push_back(i);
+    for (int64_t i = 0; i < n1; i++) idx.push_back(off1() + i);
+    for (int s = 0; s < steps; s++)
+      mohge::ref::adamw(w, m, v, to_double(grads[s]), decay, kLr, kB1, kB2, kEpsA, kWd, s + 1, kMult);
+    // the padding is untouched by definition
+    for (size_t i = n0; i < off1(); i++) w[i] = x[0][i], m[i] = x[1][i], v[i] = x[2][i];
+    return {w, m, v};
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -606,21 +827,38 @@ std::vector<Row> all_cases() {
       row<CrossEntropyCase>(4, 1000, 60.f, 0.5f),  // large logits: needs the max shift
       row<AddCase>(1),
       row<AddCase>(1001),
+      row<GatherRowsCase>(1, 1, 1),
+      row<GatherRowsCase>(37, 2, 16),
+      row<GatherRowsCase>(130, 6, 33),
+      row<CombineRowsCase>(1, 1, 1),
+      row<CombineRowsCase>(37, 2, 16),
+      row<CombineRowsCase>(130, 6, 33),
+      row<SumSquaresCase>(1),
+      row<SumSquaresCase>(100003),
+      row<AdamWCase>(1, 1, 1),
+      row<AdamWCase>(1000, 37, 3),
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // the driver
 
-class OpTest : public ::testing::TestWithParam<Row> {};
+class OpTest : public ::testing::TestWithParam<std::tuple<std::string, Row>> {};
 
 TEST_P(OpTest, MatchesReference) {
-  const Row& r = GetParam();
+  const auto& [backend, r] = GetParam();
+  std::string why_not;
+  Backend* be = mohge::backend_find(backend, &why_not);
+  if (!be) {
+    fmt::print("SKIPPED {} on {}: {}\n", r.name, backend, why_not);
+    GTEST_SKIP() << backend << ": " << why_not;
+  }
   std::unique_ptr<OpCase> c = r.make();
   if (std::string why = c->unsupported(); !why.empty()) GTEST_SKIP() << why;
-  Rng rng(fnv1a(r.name));
+  c->be = be;
+  Rng rng(fnv1a(r.name));  // the same inputs on every backend
   c->init(rng);
-  std::string summary = fmt::format("{:<9} {:<30} fwd", c->op(), c->shape());
+  std::string summary = fmt::format("{:<5} {:<12} {:<30} fwd", backend, c->op(), c->shape());
 
   // (a) forward
   std::vector<Tensor> outs = c->forward();
@@ -703,10 +941,12 @@ TEST_P(OpTest, MatchesReference) {
   fmt::print("{}\n", summary);
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, OpTest, ::testing::ValuesIn(all_cases()),
-                         [](const ::testing::TestParamInfo<Row>& info) {
-                           std::string s;
-                           for (char ch : info.param.name) {
+INSTANTIATE_TEST_SUITE_P(Ops, OpTest,
+                         ::testing::Combine(::testing::ValuesIn(mohge::backend_names()),
+                                            ::testing::ValuesIn(all_cases())),
+                         [](const ::testing::TestParamInfo<std::tuple<std::string, Row>>& info) {
+                           std::string s = std::get<0>(info.param) + "_";
+                           for (char ch : std::get<1>(info.param).name) {
                              if (std::isalnum((unsigned char)ch)) s += ch;
                              else if (ch == ' ' && !s.empty() && s.back() != '_') s += '_';
                            }

@@ -1,12 +1,15 @@
-// defines: the CPU compute ops of the engine, each a forward/backward pair.
+// defines: the CPU kernels behind CpuBackend (kernels/cpu_backend.cpp), each a forward/backward
+// pair. Engine code never calls these directly: it goes through a Backend (kernels/backend.h),
+// whose comments are the contracts; tests/test_ops.cpp checks every op of every backend against
+// the float64 reference in reference.h.
 // Shapes use N = rows (tokens), C/I/O = feature sizes, B/T/H = batch, time, heads, hd = head dim.
 // Backward functions ACCUMULATE (+=) into every gradient they are given, like llm.c: a tensor
 // that feeds two consumers gets both contributions without extra buffers. Callers zero grads.
-// This header is the backend boundary: a GPU backend implements the same functions, and
-// tests/test_ops.cpp checks every one against the float64 reference in reference.h.
 #pragma once
 #include <cstdint>
+#include <vector>
 
+#include "kernels/backend.h"
 #include "kernels/gemm.h"
 
 namespace mohge {
@@ -58,5 +61,21 @@ void crossentropy_backward(float* dlogits, const float* logits, const float* lse
 
 // y[n] += x[n]
 void add_inplace(float* y, const float* x, int64_t n);
+
+// MoE row movement (Backend::gather_rows, combine_rows and their backward).
+void gather_rows(float* out, const float* inp, const int32_t* src, int P, int d);
+void gather_rows_backward(float* dinp, const float* dout, const int32_t* offsets, const int32_t* pos,
+                          int N, int d);
+void combine_rows(float* out, const float* y, const float* weight, const int32_t* offsets,
+                  const int32_t* pos, int N, int d);
+void combine_rows_backward(float* dy, float* dweight, const float* dout, const float* y,
+                           const float* weight, const int32_t* offsets, const int32_t* pos, int N,
+                           int d);
+
+// Σ x[i]² in double, over a fixed partition (the same sum for any thread count).
+double sum_squares(const float* x, int64_t n);
+// Backend::adamw_step.
+void adamw_step(float* w, const float* g, float* m, float* v, const std::vector<ParamSegment>& segs,
+                const AdamWStep& s);
 
 }  // namespace mohge

@@ -258,4 +258,93 @@ void add_inplace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+void gather_rows(float* out, const float* inp, const int32_t* src, int P, int d) {
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < P; p++) std::copy_n(inp + (int64_t)src[p] * d, d, out + (int64_t)p * d);
+}
+
+// Token-major (each token sums its own rows), so no two threads write the same row.
+void gather_rows_backward(float* dinp, const float* dout, const int32_t* offsets, const int32_t* pos,
+                          int N, int d) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    float* dx = dinp + (int64_t)t * d;
+    for (int j = offsets[t]; j < offsets[t + 1]; j++) {
+      const float* s = dout + (int64_t)pos[j] * d;
+#pragma omp simd
+      for (int i = 0; i < d; i++) dx[i] += s[i];
+    }
+  }
+}
+
+void combine_rows(float* out, const float* y, const float* weight, const int32_t* offsets,
+                  const int32_t* pos, int N, int d) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    float* o = out + (int64_t)t * d;
+    std::fill(o, o + d, 0.0f);
+    for (int j = offsets[t]; j < offsets[t + 1]; j++) {
+      const float w = weight[j], *yj = y + (int64_t)pos[j] * d;
+#pragma omp simd
+      for (int i = 0; i < d; i++) o[i] += w * yj[i];
+    }
+  }
+}
+
+void combine_rows_backward(float* dy, float* dweight, const float* dout, const float* y,
+                           const float* weight, const int32_t* offsets, const int32_t* pos, int N,
+                           int d) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; t++) {
+    const float* g = dout + (int64_t)t * d;
+    for (int j = offsets[t]; j < offsets[t + 1]; j++) {
+      const float w = weight[j], *yj = y + (int64_t)pos[j] * d;
+      float* dyj = dy + (int64_t)pos[j] * d;
+      float dw = 0.0f;
+#pragma omp simd reduction(+ : dw)
+      for (int i = 0; i < d; i++) dyj[i] = w * g[i], dw += g[i] * yj[i];
+      dweight[j] = dw;
+    }
+  }
+}
+
+double sum_squares(const float* x, int64_t n) {
+  constexpr int kChunks = 64;  // fixed partition: the sum order does not depend on the thread count
+  double part[kChunks] = {};
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < kChunks; c++) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)  // vector lanes in a fixed order: still deterministic
+    for (int64_t i = n * c / kChunks; i < n * (c + 1) / kChunks; i++) s += (double)x[i] * x[i];
+    part[c] = s;
+  }
+  double s = 0.0;
+  for (double p : part) s += p;
+  return s;
+}
+
+void adamw_step(float* w, const float* g, float* m, float* v, const std::vector<ParamSegment>& segs,
+                const AdamWStep& s) {
+  const float b1 = (float)s.beta1, b2 = (float)s.beta2, eps = (float)s.eps, lr = (float)s.lr;
+  const float gm = s.grad_mult, lr_wd = (float)(s.lr * s.weight_decay);
+  const float c1 = 1.0f / (1.0f - (float)std::pow(s.beta1, (double)s.t));
+  const float c2 = 1.0f / (1.0f - (float)std::pow(s.beta2, (double)s.t));
+  // Tensor by tensor, so the decay flag is a constant of each loop; the threads split every
+  // tensor and never wait for each other between tensors (nowait).
+#pragma omp parallel
+  for (const ParamSegment& p : segs) {
+    const float wd = p.decay ? lr_wd : 0.0f;
+    float *wp = w + p.offset, *mp = m + p.offset, *vp = v + p.offset;
+    const float* gp = g + p.offset;
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < p.numel; i++) {
+      const float gi = gp[i] * gm;
+      float mi = mp[i] = b1 * mp[i] + (1.0f - b1) * gi;
+      float vi = vp[i] = b2 * vp[i] + (1.0f - b2) * gi * gi;
+      // decoupled decay: w ← w − lr·wd·w, independent of the gradient statistics
+      wp[i] -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps) + wd * wp[i];
+    }
+  }
+}
+
 }  // namespace mohge

@@ -154,4 +154,31 @@ Vec numerical_gradient(const std::function<double(const Vec&)>& f, const Vec& x,
   return grad;
 }
 
+Vec gather_rows(const Vec& inp, const std::vector<int32_t>& src, int d) {
+  Vec out(src.size() * d);
+  for (size_t p = 0; p < src.size(); p++)
+    for (int i = 0; i < d; i++) out[p * d + i] = inp[(size_t)src[p] * d + i];
+  return out;
+}
+
+Vec combine_rows(const Vec& y, const Vec& weight, const std::vector<int32_t>& offsets,
+                 const std::vector<int32_t>& pos, int N, int d) {
+  Vec out((size_t)N * d, 0.0);
+  for (int t = 0; t < N; t++)
+    for (int j = offsets[t]; j < offsets[t + 1]; j++)
+      for (int i = 0; i < d; i++) out[(size_t)t * d + i] += weight[j] * y[(size_t)pos[j] * d + i];
+  return out;
+}
+
+void adamw(Vec& w, Vec& m, Vec& v, const Vec& g, const std::vector<bool>& decay, double lr,
+           double beta1, double beta2, double eps, double wd, int64_t t, double grad_mult) {
+  const double c1 = 1.0 - std::pow(beta1, (double)t), c2 = 1.0 - std::pow(beta2, (double)t);
+  for (size_t i = 0; i < w.size(); i++) {
+    const double gi = g[i] * grad_mult;
+    m[i] = beta1 * m[i] + (1.0 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi;
+    w[i] -= lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + eps) + (decay[i] ? lr * wd * w[i] : 0.0);
+  }
+}
+
 }  // namespace mohge::ref

@@ -41,6 +41,19 @@ Vec crossentropy(const Vec& logits, const std::vector<int32_t>& targets, int N, 
 // out[n] = y[n] + x[n]
 Vec add(const Vec& y, const Vec& x);
 
+// Permute: out[p, :] = inp[src[p], :]  (inp[N,d] -> out[P,d])
+Vec gather_rows(const Vec& inp, const std::vector<int32_t>& src, int d);
+
+// Combine: out[t, :] = Σ_{j ∈ [offsets[t], offsets[t+1])} weight[j] · y[pos[j], :]  (out[N,d])
+Vec combine_rows(const Vec& y, const Vec& weight, const std::vector<int32_t>& offsets,
+                 const std::vector<int32_t>& pos, int N, int d);
+
+// One AdamW step (decoupled decay, bias-corrected) on w, m, v in place, elementwise:
+// g ← g·grad_mult; m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+// w ← w − lr·(m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + eps) − lr·wd·w  (wd = 0 where decay[i] is false)
+void adamw(Vec& w, Vec& m, Vec& v, const Vec& g, const std::vector<bool>& decay, double lr,
+           double beta1, double beta2, double eps, double wd, int64_t t, double grad_mult);
+
 // Central finite differences of a scalar f at x: grad[j] = (f(x + h·e_c) − f(x − h·e_c)) / 2h for
 // c = coords[j] (all coordinates, in order, when coords is empty). grad has coords.size() entries
 // (x.size() when coords is empty).

@@ -2,28 +2,27 @@
 
 #include <cmath>
 
-#include "kernels/ops.h"
 
 namespace mohge {
 
-void swiglu_ffn_forward(float* out, float* g, float* u, float* a, const float* x,
+void swiglu_ffn_forward(Backend& be, float* out, float* g, float* u, float* a, const float* x,
                         const SwigluWeights& w, int N, int d, int W, bool accumulate, Precision p) {
-  matmul_forward(g, x, w.gate, N, d, W, false, p);
-  matmul_forward(u, x, w.up, N, d, W, false, p);
-  swiglu_forward(a, g, u, (int64_t)N * W);
-  matmul_forward(out, a, w.down, N, W, d, accumulate, p);
+  be.matmul_forward(g, x, w.gate, N, d, W, false, p);
+  be.matmul_forward(u, x, w.up, N, d, W, false, p);
+  be.swiglu_forward(a, g, u, (int64_t)N * W);
+  be.matmul_forward(out, a, w.down, N, W, d, accumulate, p);
 }
 
-void swiglu_ffn_backward(float* dx, const SwigluGrads& dw, const float* dout, const float* x,
-                         const float* g, const float* u, const float* a, const SwigluWeights& w,
-                         int N, int d, int W, float* scratch, Precision p) {
+void swiglu_ffn_backward(Backend& be, float* dx, const SwigluGrads& dw, const float* dout,
+                         const float* x, const float* g, const float* u, const float* a,
+                         const SwigluWeights& w, int N, int d, int W, float* scratch, Precision p) {
   const int64_t nw = (int64_t)N * W;
   float *da = scratch, *dg = scratch + nw, *du = scratch + 2 * nw;
-  std::fill(scratch, scratch + 3 * nw, 0.0f);
-  matmul_backward(da, dw.down, dout, a, w.down, N, W, d, p);
-  swiglu_backward(dg, du, da, g, u, nw);
-  matmul_backward(dx, dw.gate, dg, x, w.gate, N, d, W, p);
-  matmul_backward(dx, dw.up, du, x, w.up, N, d, W, p);
+  be.zero(scratch, 3 * nw * sizeof(float));
+  be.matmul_backward(da, dw.down, dout, a, w.down, N, W, d, p);
+  be.swiglu_backward(dg, du, da, g, u, nw);
+  be.matmul_backward(dx, dw.gate, dg, x, w.gate, N, d, W, p);
+  be.matmul_backward(dx, dw.up, du, x, w.up, N, d, W, p);
 }
 
 SwigluIds swiglu_register(ParamTable& p, const std::string& prefix, int d, int W, float std,
@@ -40,15 +39,17 @@ DenseFfn::DenseFfn(const ModelConfig& c, int width, ParamTable& params, const st
 }
 
 void DenseFfn::forward(float* out, const float* inp, int N, int64_t) {
+  Backend& be = params_.backend();
   size_t n = (size_t)N * W_;
-  if (g_.size() < n) g_.resize(n), u_.resize(n), a_.resize(n);
-  swiglu_ffn_forward(out, g_.data(), u_.data(), a_.data(), inp, ids_.weights(params_), N, d_, W_,
-                     false, prec_);
+  g_.ensure(be, n), u_.ensure(be, n), a_.ensure(be, n);
+  swiglu_ffn_forward(be, out, g_.data(), u_.data(), a_.data(), inp, ids_.weights(params_), N, d_,
+                     W_, false, prec_);
 }
 
 void DenseFfn::backward(float* dinp, const float* dout, const float* inp, int N, float) {
-  if (scratch_.size() < 3 * (size_t)N * W_) scratch_.resize(3 * (size_t)N * W_);
-  swiglu_ffn_backward(dinp, ids_.grads(params_), dout, inp, g_.data(), u_.data(), a_.data(),
+  Backend& be = params_.backend();
+  scratch_.ensure(be, 3 * (size_t)N * W_);
+  swiglu_ffn_backward(be, dinp, ids_.grads(params_), dout, inp, g_.data(), u_.data(), a_.data(),
                       ids_.weights(params_), N, d_, W_, scratch_.data(), prec_);
 }
 

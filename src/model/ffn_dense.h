@@ -3,7 +3,7 @@
 #pragma once
 #include <vector>
 
-#include "kernels/gemm.h"
+#include "kernels/backend.h"
 #include "model/ffn.h"
 
 namespace mohge {
@@ -19,14 +19,14 @@ struct SwigluGrads {
   float* down;
 };
 
-// out[N,d] = down · (silu(gate·x) ⊙ up·x) (+= out when accumulate); p: the matmul precision.
+// out[N,d] = down · (silu(gate·x) ⊙ up·x) (+= out when accumulate) on be; p: the matmul precision.
 // Saves g[N,W], u[N,W], a[N,W] (gate pre-activation, up, and their SwiGLU product).
-void swiglu_ffn_forward(float* out, float* g, float* u, float* a, const float* x,
+void swiglu_ffn_forward(Backend& be, float* out, float* g, float* u, float* a, const float* x,
                         const SwigluWeights& w, int N, int d, int W, bool accumulate, Precision p);
-// dx[N,d] += ∂L/∂x; grads accumulate. scratch needs 3·N·W floats.
-void swiglu_ffn_backward(float* dx, const SwigluGrads& dw, const float* dout, const float* x,
-                         const float* g, const float* u, const float* a, const SwigluWeights& w,
-                         int N, int d, int W, float* scratch, Precision p);
+// dx[N,d] += ∂L/∂x; grads accumulate. scratch needs 3·N·W floats of be.
+void swiglu_ffn_backward(Backend& be, float* dx, const SwigluGrads& dw, const float* dout,
+                         const float* x, const float* g, const float* u, const float* a,
+                         const SwigluWeights& w, int N, int d, int W, float* scratch, Precision p);
 
 // Registers {prefix}.{gate,up,down}_proj.weight for width W; returns the ids.
 struct SwigluIds {
@@ -49,7 +49,7 @@ class DenseFfn : public Ffn {
   SwigluIds ids_;
   int d_, W_;
   Precision prec_;
-  std::vector<float> g_, u_, a_, scratch_;
+  Buffer<float> g_, u_, a_, scratch_;
 };
 
 }  // namespace mohge

@@ -6,17 +6,9 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "kernels/ops.h"
 #include "moe/aux_loss.h"
 
 namespace mohge {
-
-// Grow-only buffers for the packed expert activations, whose sizes change every step with the
-// routing: a vector that shrinks and regrows reallocates (and page-faults) megabytes per layer.
-static float* grown(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n + n / 4);
-  return v.data();
-}
 
 MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix)
     : params_(params), m_(c.moe), prec_(c.matmul_precision), d_(c.hidden_size), E_(c.moe.num_experts),
@@ -37,13 +29,14 @@ bool MoeFfn::experts_in_parallel() const { return E_ >= 2 * omp_get_max_threads(
 
 void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
   const int d = d_, E = E_;
+  Backend& be = params_.backend();
   step_ = step;
   // 1. router logits in fp32 whatever the matmul precision (SPEC: router math in fp32)
-  logits_.resize((size_t)N * E);
-  matmul_forward(logits_.data(), inp, params_.data(gate_id_), N, d, E);
+  logits_.ensure(be, (size_t)N * E);
+  be.matmul_forward(logits_.data(), inp, params_.data(gate_id_), N, d, E);
   if (Ng_ > 0) {
-    group_logits_.resize((size_t)N * Ng_);
-    matmul_forward(group_logits_.data(), inp, params_.data(group_gate_id_), N, d, Ng_);
+    group_logits_.ensure(be, (size_t)N * Ng_);
+    be.matmul_forward(group_logits_.data(), inp, params_.data(group_gate_id_), N, d, Ng_);
   }
   router_forward(m_, logits_.data(), Ng_ > 0 ? group_logits_.data() : nullptr, N, routing_, cache_);
   const int A = routing_.num_assignments();
@@ -66,10 +59,15 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
   for (int e = 0; e < E; e++)
     act_offsets_[e + 1] = act_offsets_[e] +
                           (size_t)(expert_offsets_[e + 1] - expert_offsets_[e]) * m_.expert_widths[e];
-  grown(xe_, (size_t)A * d), grown(ye_, (size_t)A * d);
-  grown(g_, act_offsets_[E]), grown(u_, act_offsets_[E]), grown(a_, act_offsets_[E]);
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < A; p++) std::copy_n(inp + (size_t)row_token_[p] * d, d, xe_.data() + (size_t)p * d);
+  xe_.ensure(be, (size_t)A * d), ye_.ensure(be, (size_t)A * d);
+  g_.ensure(be, act_offsets_[E]), u_.ensure(be, act_offsets_[E]), a_.ensure(be, act_offsets_[E]);
+  // the routing (CSR by token) and the permutation, on the backend
+  dev_offsets_.ensure(be, N + 1), dev_pos_.ensure(be, A), dev_row_token_.ensure(be, A);
+  dev_weight_.ensure(be, A);
+  dev_offsets_.upload(routing_.offsets.data(), N + 1);
+  dev_pos_.upload(pos_.data(), A), dev_row_token_.upload(row_token_.data(), A);
+  dev_weight_.upload(routing_.weight.data(), A);
+  be.gather_rows(xe_.data(), inp, dev_row_token_.data(), A, d);
 
   // 3. each expert: one GEMM chain on all of its rows. With several experts per thread, experts
   // run concurrently, each GEMM single-threaded: small GEMMs scale badly across threads, and
@@ -85,26 +83,18 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
     int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
     if (n == 0) continue;
     size_t ao = act_offsets_[e];
-    swiglu_ffn_forward(ye_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
+    swiglu_ffn_forward(be, ye_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
                        xe_.data() + (size_t)r0 * d, experts_[e].weights(params_), n, d,
                        m_.expert_widths[e], false, prec_);
   }
 
   // 4. combine: out[t] = Σ_j w_j · ye[pos_j] (+ shared expert)
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < N; t++) {
-    float* o = out + (size_t)t * d;
-    std::fill(o, o + d, 0.0f);
-    for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
-      const float w = routing_.weight[j], *y = ye_.data() + (size_t)pos_[j] * d;
-      for (int i = 0; i < d; i++) o[i] += w * y[i];
-    }
-  }
+  be.combine_rows(out, ye_.data(), dev_weight_.data(), dev_offsets_.data(), dev_pos_.data(), N, d);
   if (m_.shared_expert_width > 0) {
     size_t n = (size_t)N * m_.shared_expert_width;
-    sg_.resize(n), su_.resize(n), sa_.resize(n);
-    swiglu_ffn_forward(out, sg_.data(), su_.data(), sa_.data(), inp, shared_.weights(params_), N, d,
-                       m_.shared_expert_width, true, prec_);
+    sg_.ensure(be, n), su_.ensure(be, n), sa_.ensure(be, n);
+    swiglu_ffn_forward(be, out, sg_.data(), su_.data(), sa_.data(), inp, shared_.weights(params_), N,
+                       d, m_.shared_expert_width, true, prec_);
   }
 
   // 5. auxiliary losses (values now; their gradients in backward). With global_batch_stats the
@@ -118,58 +108,43 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
 
 void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) {
   const int d = d_, E = E_, A = routing_.num_assignments();
+  Backend& be = params_.backend();
   // 1. through the combine: dye[pos_j] = w_j·dout[t], dw_j = <dout[t], ye[pos_j]>
-  grown(dye_, (size_t)A * d), dweight_.resize(A);
-  std::fill_n(grown(dxe_, (size_t)A * d), (size_t)A * d, 0.0f);
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < N; t++) {
-    const float* g = dout + (size_t)t * d;
-    for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
-      const float w = routing_.weight[j];
-      const float* y = ye_.data() + (size_t)pos_[j] * d;
-      float* dy = dye_.data() + (size_t)pos_[j] * d;
-      float dw = 0.0f;
-#pragma omp simd reduction(+ : dw)
-      for (int i = 0; i < d; i++) dy[i] = w * g[i], dw += g[i] * y[i];
-      dweight_[j] = dw;
-    }
-  }
+  dye_.ensure(be, (size_t)A * d), dweight_.ensure(be, A);
+  dxe_.zeros(be, (size_t)A * d);
+  be.combine_rows_backward(dye_.data(), dweight_.data(), dout, ye_.data(), dev_weight_.data(),
+                           dev_offsets_.data(), dev_pos_.data(), N, d);
   // 2. experts
   // every expert gets its own scratch (3·n_e·W_e), as experts may run concurrently
   const size_t need = 3 * std::max(act_offsets_[E], (size_t)N * m_.shared_expert_width);
-  grown(scratch_, need);
+  scratch_.ensure(be, need);
 #pragma omp parallel for schedule(dynamic, 1) if (experts_in_parallel())
   for (int k = 0; k < E; k++) {
     const int e = expert_order_[k];  // largest first, as in forward
     int r0 = expert_offsets_[e], n = expert_offsets_[e + 1] - r0;
     if (n == 0) continue;
     size_t ao = act_offsets_[e];
-    swiglu_ffn_backward(dxe_.data() + (size_t)r0 * d, experts_[e].grads(params_), dye_.data() + (size_t)r0 * d,
+    swiglu_ffn_backward(be, dxe_.data() + (size_t)r0 * d, experts_[e].grads(params_), dye_.data() + (size_t)r0 * d,
                         xe_.data() + (size_t)r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao,
                         experts_[e].weights(params_), n, d, m_.expert_widths[e], scratch_.data() + 3 * ao,
                         prec_);
   }
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < N; t++) {
-    float* dx = dinp + (size_t)t * d;
-    for (int j = routing_.offsets[t]; j < routing_.offsets[t + 1]; j++) {
-      const float* s = dxe_.data() + (size_t)pos_[j] * d;
-      for (int i = 0; i < d; i++) dx[i] += s[i];
-    }
-  }
+  be.gather_rows_backward(dinp, dxe_.data(), dev_offsets_.data(), dev_pos_.data(), N, d);
   if (m_.shared_expert_width > 0)
-    swiglu_ffn_backward(dinp, shared_.grads(params_), dout, inp, sg_.data(), su_.data(), sa_.data(),
-                        shared_.weights(params_), N, d, m_.shared_expert_width, scratch_.data(), prec_);
+    swiglu_ffn_backward(be, dinp, shared_.grads(params_), dout, inp, sg_.data(), su_.data(),
+                        sa_.data(), shared_.weights(params_), N, d, m_.shared_expert_width,
+                        scratch_.data(), prec_);
 
-  // 3. router: gate-weight gradients and aux-loss gradients -> logits -> router weights, input
-  dlogits_.assign((size_t)N * E, 0.0f);
-  dgroup_logits_.assign((size_t)N * Ng_, 0.0f);
+  // 3. router: gate-weight gradients and aux-loss gradients -> logits -> router weights, input.
+  // The router and its losses run on the host over the backend's memory (host-accessible on CPU).
+  dlogits_.zeros(be, (size_t)N * E);
+  dgroup_logits_.zeros(be, (size_t)N * Ng_);
   float* dgl = Ng_ > 0 ? dgroup_logits_.data() : nullptr;
   aux_loss_backward(m_, cache_, routing_, step_, aux_scale, dweight_.data(), dlogits_.data(), dgl, global_stats());
   router_backward(m_, cache_, routing_, dweight_.data(), dlogits_.data(), dgl);
-  matmul_backward(dinp, params_.grad(gate_id_), dlogits_.data(), inp, params_.data(gate_id_), N, d, E);
+  be.matmul_backward(dinp, params_.grad(gate_id_), dlogits_.data(), inp, params_.data(gate_id_), N, d, E);
   if (Ng_ > 0)
-    matmul_backward(dinp, params_.grad(group_gate_id_), dgl, inp, params_.data(group_gate_id_), N, d, Ng_);
+    be.matmul_backward(dinp, params_.grad(group_gate_id_), dgl, inp, params_.data(group_gate_id_), N, d, Ng_);
 }
 
 void MoeFfn::aux_terms(std::map<std::string, double>& sum) const {

@@ -39,7 +39,7 @@ class MoeFfn : public Ffn {
   SwigluIds shared_{};
   int64_t step_ = 0;
   // routing of the last forward
-  std::vector<float> logits_, group_logits_;
+  Buffer<float> logits_, group_logits_;
   Routing routing_;
   RouterCache cache_;
   BalanceStats step_stats_;
@@ -47,13 +47,15 @@ class MoeFfn : public Ffn {
   std::vector<int> expert_offsets_, pos_, row_token_;
   std::vector<int> expert_order_;  // experts by descending rows × width (scheduling order)
   std::vector<size_t> act_offsets_;  // [E+1] offsets of each expert's [n_e, W_e] activations
-  std::vector<float> xe_, ye_, g_, u_, a_;
-  std::vector<float> sg_, su_, sa_;  // shared expert activations
+  Buffer<int32_t> dev_offsets_, dev_pos_, dev_row_token_;  // the routing on the backend
+  Buffer<float> dev_weight_;
+  Buffer<float> xe_, ye_, g_, u_, a_;
+  Buffer<float> sg_, su_, sa_;  // shared expert activations
   // aux losses of the last forward
   double aux_total_ = 0.0;
   std::map<std::string, double> aux_terms_;
   // backward scratch
-  std::vector<float> dye_, dxe_, dweight_, dlogits_, dgroup_logits_, scratch_;
+  Buffer<float> dye_, dxe_, dweight_, dlogits_, dgroup_logits_, scratch_;
 };
 
 }  // namespace mohge

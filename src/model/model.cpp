@@ -4,11 +4,10 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "kernels/ops.h"
 
 namespace mohge {
 
-Model::Model(const ModelConfig& c) : cfg(c) {
+Model::Model(const ModelConfig& c, Backend& be) : cfg(c), params(be), be_(be) {
   cfg.validate();
   const int d = c.hidden_size, hd = c.head_dim(), qd = c.num_heads * hd, kvd = c.num_kv_heads * hd;
   const float std = (float)c.init_std, out_std = std / std::sqrt(2.0f * c.num_layers);
@@ -41,13 +40,15 @@ void Model::ensure_acts(int B, int T) {
   const size_t N = (size_t)cap_B_ * cap_T_, d = cfg.hidden_size, V = cfg.vocab_size;
   const size_t qd = (size_t)cfg.num_heads * cfg.head_dim(), kvd = (size_t)cfg.num_kv_heads * cfg.head_dim();
   acts_.resize(cfg.num_layers);
+  Backend& be = be_;
   for (auto& a : acts_) {
-    a.x.resize(N * d), a.ln1.resize(N * d), a.rstd1.resize(N);
-    a.q.resize(N * qd), a.k.resize(N * kvd), a.v.resize(N * kvd), a.atty.resize(N * qd);
-    a.att.resize((size_t)cap_B_ * cfg.num_heads * cap_T_ * cap_T_);
-    a.h.resize(N * d), a.ln2.resize(N * d), a.rstd2.resize(N);
+    a.x.ensure(be, N * d), a.ln1.ensure(be, N * d), a.rstd1.ensure(be, N);
+    a.q.ensure(be, N * qd), a.k.ensure(be, N * kvd), a.v.ensure(be, N * kvd), a.atty.ensure(be, N * qd);
+    a.att.ensure(be, (size_t)cap_B_ * cfg.num_heads * cap_T_ * cap_T_);
+    a.h.ensure(be, N * d), a.ln2.ensure(be, N * d), a.rstd2.ensure(be, N);
   }
-  resid_.resize(N * d), lnf_.resize(N * d), rstdf_.resize(N), logits_.resize(N * V);
+  resid_.ensure(be, N * d), lnf_.ensure(be, N * d), rstdf_.ensure(be, N), logits_.ensure(be, N * V);
+  inputs_.ensure(be, N), targets_.ensure(be, N), lse_.ensure(be, N);
 }
 
 double Model::forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t step) {
@@ -62,73 +63,77 @@ double Model::forward(const int32_t* inputs, const int32_t* targets, int B, int 
   }
   ensure_acts(B, T);
   step_ = step;
-  inputs_.assign(inputs, inputs + N);
-  if (targets) targets_.assign(targets, targets + N); else targets_.clear();
+  inputs_.upload(inputs, N);
+  has_targets_ = targets != nullptr;
+  if (targets) targets_.upload(targets, N);
 
-  embedding_forward(acts_[0].x.data(), inputs, params.data(embed_id_), N, d);
+  be_.embedding_forward(acts_[0].x.data(), inputs_.data(), params.data(embed_id_), N, d);
   for (int l = 0; l < c.num_layers; l++) {
     LayerActs& a = acts_[l];
     const LayerIds& w = layer_ids_[l];
     float* out = l + 1 < c.num_layers ? acts_[l + 1].x.data() : resid_.data();
-    rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x.data(), params.data(w.ln1), N, d, (float)c.rms_norm_eps);
-    matmul_forward(a.q.data(), a.ln1.data(), params.data(w.q), N, d, qd, false, c.matmul_precision);
-    matmul_forward(a.k.data(), a.ln1.data(), params.data(w.k), N, d, kvd, false, c.matmul_precision);
-    matmul_forward(a.v.data(), a.ln1.data(), params.data(w.v), N, d, kvd, false, c.matmul_precision);
-    rope_apply(a.q.data(), B, T, H, hd, (float)c.rope_theta, 0, false);
-    rope_apply(a.k.data(), B, T, KVH, hd, (float)c.rope_theta, 0, false);
-    attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
-    std::copy_n(a.x.data(), (size_t)N * d, a.h.data());
-    matmul_forward(a.h.data(), a.atty.data(), params.data(w.o), N, qd, d, /*accumulate=*/true, c.matmul_precision);
-    rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.h.data(), params.data(w.ln2), N, d, (float)c.rms_norm_eps);
+    be_.rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x.data(), params.data(w.ln1), N, d, (float)c.rms_norm_eps);
+    be_.matmul_forward(a.q.data(), a.ln1.data(), params.data(w.q), N, d, qd, false, c.matmul_precision);
+    be_.matmul_forward(a.k.data(), a.ln1.data(), params.data(w.k), N, d, kvd, false, c.matmul_precision);
+    be_.matmul_forward(a.v.data(), a.ln1.data(), params.data(w.v), N, d, kvd, false, c.matmul_precision);
+    be_.rope_apply(a.q.data(), B, T, H, hd, (float)c.rope_theta, 0, false);
+    be_.rope_apply(a.k.data(), B, T, KVH, hd, (float)c.rope_theta, 0, false);
+    be_.attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
+    be_.copy(a.h.data(), a.x.data(), (size_t)N * d * sizeof(float));
+    be_.matmul_forward(a.h.data(), a.atty.data(), params.data(w.o), N, qd, d, /*accumulate=*/true, c.matmul_precision);
+    be_.rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.h.data(), params.data(w.ln2), N, d, (float)c.rms_norm_eps);
     ffn_[l]->forward(out, a.ln2.data(), N, step);
-    add_inplace(out, a.h.data(), (int64_t)N * d);
+    be_.add_inplace(out, a.h.data(), (int64_t)N * d);
   }
-  rmsnorm_forward(lnf_.data(), rstdf_.data(), resid_.data(), params.data(norm_id_), N, d, (float)c.rms_norm_eps);
-  matmul_forward(logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V, false, c.matmul_precision);
+  be_.rmsnorm_forward(lnf_.data(), rstdf_.data(), resid_.data(), params.data(norm_id_), N, d, (float)c.rms_norm_eps);
+  be_.matmul_forward(logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V, false, c.matmul_precision);
   if (!targets) return 0.0;
-  lse_.resize(N);
-  return crossentropy_forward(nullptr, lse_.data(), logits_.data(), targets, N, V) / N;
+  double* sum = loss_sum_.zeros(be_, 1);
+  be_.crossentropy_forward(nullptr, lse_.data(), sum, logits_.data(), targets_.data(), N, V);
+  return loss_sum_.to_host()[0] / N;
 }
 
 void Model::backward(float loss_scale) {
   const ModelConfig& c = cfg;
-  MOHGE_CHECK(!targets_.empty(), "backward called without a forward with targets");
+  MOHGE_CHECK(has_targets_, "backward called without a forward with targets");
   const int B = B_, T = T_, N = B * T, d = c.hidden_size, V = c.vocab_size, H = c.num_heads;
   const int KVH = c.num_kv_heads, hd = c.head_dim(), qd = H * hd, kvd = KVH * hd;
-  dres_.assign((size_t)N * d, 0.0f);
-  dln_.resize((size_t)N * d), dq_.resize((size_t)N * qd), datty_.resize((size_t)N * qd);
-  dk_.resize((size_t)N * kvd), dv_.resize((size_t)N * kvd);
+  Backend& be = be_;
+  dres_.zeros(be, (size_t)N * d);
+  dln_.ensure(be, (size_t)N * d), dq_.ensure(be, (size_t)N * qd), datty_.ensure(be, (size_t)N * qd);
+  dk_.ensure(be, (size_t)N * kvd), dv_.ensure(be, (size_t)N * kvd);
+  auto zero = [&](Buffer<float>& b) { be.zero(b.data(), b.size() * sizeof(float)); };
 
   // logits -> dlogits in place: the [N,V] buffer is the largest activation
-  crossentropy_backward(logits_.data(), logits_.data(), lse_.data(), targets_.data(), N, V, loss_scale / N);
-  std::fill(dln_.begin(), dln_.end(), 0.0f);
-  matmul_backward(dln_.data(), params.grad(lm_id_), logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V, c.matmul_precision);
-  rmsnorm_backward(dres_.data(), params.grad(norm_id_), dln_.data(), resid_.data(), params.data(norm_id_), rstdf_.data(), N, d);
+  be_.crossentropy_backward(logits_.data(), logits_.data(), lse_.data(), targets_.data(), N, V, loss_scale / N);
+  zero(dln_);
+  be_.matmul_backward(dln_.data(), params.grad(lm_id_), logits_.data(), lnf_.data(), params.data(lm_id_), N, d, V, c.matmul_precision);
+  be_.rmsnorm_backward(dres_.data(), params.grad(norm_id_), dln_.data(), resid_.data(), params.data(norm_id_), rstdf_.data(), N, d);
 
   for (int l = c.num_layers - 1; l >= 0; l--) {
     LayerActs& a = acts_[l];
     const LayerIds& w = layer_ids_[l];
     // y = h + ffn(rmsnorm(h)): dres is dy, and becomes dh
-    std::fill(dln_.begin(), dln_.end(), 0.0f);
+    zero(dln_);
     ffn_[l]->backward(dln_.data(), dres_.data(), a.ln2.data(), N, loss_scale);
-    rmsnorm_backward(dres_.data(), params.grad(w.ln2), dln_.data(), a.h.data(), params.data(w.ln2), a.rstd2.data(), N, d);
+    be_.rmsnorm_backward(dres_.data(), params.grad(w.ln2), dln_.data(), a.h.data(), params.data(w.ln2), a.rstd2.data(), N, d);
     // h = x + o_proj(attn(rmsnorm(x))): dres becomes dx
-    std::fill(datty_.begin(), datty_.end(), 0.0f);
-    matmul_backward(datty_.data(), params.grad(w.o), dres_.data(), a.atty.data(), params.data(w.o), N, qd, d, c.matmul_precision);
-    std::fill(dq_.begin(), dq_.end(), 0.0f);
-    std::fill(dk_.begin(), dk_.end(), 0.0f);
-    std::fill(dv_.begin(), dv_.end(), 0.0f);
-    attention_backward(dq_.data(), dk_.data(), dv_.data(), datty_.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
-    rope_apply(dq_.data(), B, T, H, hd, (float)c.rope_theta, 0, true);
-    rope_apply(dk_.data(), B, T, KVH, hd, (float)c.rope_theta, 0, true);
-    std::fill(dln_.begin(), dln_.end(), 0.0f);
-    matmul_backward(dln_.data(), params.grad(w.q), dq_.data(), a.ln1.data(), params.data(w.q), N, d, qd, c.matmul_precision);
-    matmul_backward(dln_.data(), params.grad(w.k), dk_.data(), a.ln1.data(), params.data(w.k), N, d, kvd, c.matmul_precision);
-    matmul_backward(dln_.data(), params.grad(w.v), dv_.data(), a.ln1.data(), params.data(w.v), N, d, kvd, c.matmul_precision);
-    rmsnorm_backward(dres_.data(), params.grad(w.ln1), dln_.data(), a.x.data(), params.data(w.ln1), a.rstd1.data(), N, d);
+    zero(datty_);
+    be_.matmul_backward(datty_.data(), params.grad(w.o), dres_.data(), a.atty.data(), params.data(w.o), N, qd, d, c.matmul_precision);
+    zero(dq_);
+    zero(dk_);
+    zero(dv_);
+    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), datty_.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
+    be_.rope_apply(dq_.data(), B, T, H, hd, (float)c.rope_theta, 0, true);
+    be_.rope_apply(dk_.data(), B, T, KVH, hd, (float)c.rope_theta, 0, true);
+    zero(dln_);
+    be_.matmul_backward(dln_.data(), params.grad(w.q), dq_.data(), a.ln1.data(), params.data(w.q), N, d, qd, c.matmul_precision);
+    be_.matmul_backward(dln_.data(), params.grad(w.k), dk_.data(), a.ln1.data(), params.data(w.k), N, d, kvd, c.matmul_precision);
+    be_.matmul_backward(dln_.data(), params.grad(w.v), dv_.data(), a.ln1.data(), params.data(w.v), N, d, kvd, c.matmul_precision);
+    be_.rmsnorm_backward(dres_.data(), params.grad(w.ln1), dln_.data(), a.x.data(), params.data(w.ln1), a.rstd1.data(), N, d);
   }
-  embedding_backward(params.grad(embed_id_), dres_.data(), inputs_.data(), N, d);
-  targets_.clear();  // logits now hold gradients; a second backward would be wrong
+  be.embedding_backward(params.grad(embed_id_), dres_.data(), inputs_.data(), N, d);
+  has_targets_ = false;  // logits now hold gradients; a second backward would be wrong
 }
 
 double Model::aux_loss() const {
@@ -180,12 +185,12 @@ void Model::decode_step(KVCache& cache, int32_t token, float* logits_out) {
     const LayerIds& w = layer_ids_[l];
     float* K = cache.k.data() + (size_t)l * cache.max_T * kvd;
     float* Vc = cache.v.data() + (size_t)l * cache.max_T * kvd;
-    rmsnorm_forward(ln.data(), &rstd, x.data(), params.data(w.ln1), 1, d, (float)c.rms_norm_eps);
-    matmul_forward(q.data(), ln.data(), params.data(w.q), 1, d, qd);
-    matmul_forward(K + (size_t)pos * kvd, ln.data(), params.data(w.k), 1, d, kvd);
-    matmul_forward(Vc + (size_t)pos * kvd, ln.data(), params.data(w.v), 1, d, kvd);
-    rope_apply(q.data(), 1, 1, H, hd, (float)c.rope_theta, pos, false);
-    rope_apply(K + (size_t)pos * kvd, 1, 1, KVH, hd, (float)c.rope_theta, pos, false);
+    be_.rmsnorm_forward(ln.data(), &rstd, x.data(), params.data(w.ln1), 1, d, (float)c.rms_norm_eps);
+    be_.matmul_forward(q.data(), ln.data(), params.data(w.q), 1, d, qd);
+    be_.matmul_forward(K + (size_t)pos * kvd, ln.data(), params.data(w.k), 1, d, kvd);
+    be_.matmul_forward(Vc + (size_t)pos * kvd, ln.data(), params.data(w.v), 1, d, kvd);
+    be_.rope_apply(q.data(), 1, 1, H, hd, (float)c.rope_theta, pos, false);
+    be_.rope_apply(K + (size_t)pos * kvd, 1, 1, KVH, hd, (float)c.rope_theta, pos, false);
     const float scale = 1.0f / std::sqrt((float)hd);
     for (int hh = 0; hh < H; hh++) {
       const float* qh = q.data() + hh * hd;
@@ -208,13 +213,13 @@ void Model::decode_step(KVCache& cache, int32_t token, float* logits_out) {
       }
     }
     h = x;
-    matmul_forward(h.data(), atty.data(), params.data(w.o), 1, qd, d, true);
-    rmsnorm_forward(ln.data(), &rstd, h.data(), params.data(w.ln2), 1, d, (float)c.rms_norm_eps);
+    be_.matmul_forward(h.data(), atty.data(), params.data(w.o), 1, qd, d, true);
+    be_.rmsnorm_forward(ln.data(), &rstd, h.data(), params.data(w.ln2), 1, d, (float)c.rms_norm_eps);
     ffn_[l]->forward(y.data(), ln.data(), 1, step_);
     for (int i = 0; i < d; i++) x[i] = h[i] + y[i];
   }
-  rmsnorm_forward(ln.data(), &rstd, x.data(), params.data(norm_id_), 1, d, (float)c.rms_norm_eps);
-  matmul_forward(logits_out, ln.data(), params.data(lm_id_), 1, d, V);
+  be_.rmsnorm_forward(ln.data(), &rstd, x.data(), params.data(norm_id_), 1, d, (float)c.rms_norm_eps);
+  be_.matmul_forward(logits_out, ln.data(), params.data(lm_id_), 1, d, V);
   cache.pos++;
 }
 

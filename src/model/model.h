@@ -17,7 +17,8 @@ struct KVCache;
 
 class Model {
  public:
-  explicit Model(const ModelConfig& cfg);  // registers and allocates parameters (zeros)
+  // Registers and allocates the parameters (zeros) on be; every op of the model runs on be.
+  explicit Model(const ModelConfig& cfg, Backend& be = cpu_backend());
   ~Model();
   void init_weights(uint64_t seed) { params.init_weights(seed); }
   // Start of an optimizer step: per-step routing statistics restart (see MoeFfn::step_stats).
@@ -30,7 +31,7 @@ class Model {
   double forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t step = 0);
   // Gradient of loss_scale · (LM loss + aux losses) accumulated into params. After forward.
   void backward(float loss_scale);
-  const float* logits() const { return logits_.data(); }
+  const float* logits() const { return logits_.data(); }  // backend memory
   // Sum over layers of the weighted auxiliary losses of the last forward, and each term.
   double aux_loss() const;
   std::map<std::string, double> aux_terms() const;
@@ -44,23 +45,27 @@ class Model {
 
   ModelConfig cfg;
   ParamTable params;
+  Backend& backend() const { return be_; }
 
  private:
   struct LayerIds { int ln1, q, k, v, o, ln2; };
   struct LayerActs {
-    std::vector<float> x, ln1, rstd1, q, k, v, att, atty, h, ln2, rstd2;
+    Buffer<float> x, ln1, rstd1, q, k, v, att, atty, h, ln2, rstd2;
   };
   void ensure_acts(int B, int T);
   int B_ = 0, T_ = 0, cap_B_ = 0, cap_T_ = 0;
   int embed_id_ = -1, norm_id_ = -1, lm_id_ = -1;
   std::vector<LayerIds> layer_ids_;
   std::vector<std::unique_ptr<Ffn>> ffn_;
+  Backend& be_;
   std::vector<LayerActs> acts_;
-  std::vector<float> resid_, lnf_, rstdf_, logits_, lse_;
-  std::vector<int32_t> inputs_, targets_;
+  Buffer<float> resid_, lnf_, rstdf_, logits_, lse_;
+  Buffer<int32_t> inputs_, targets_;
+  Buffer<double> loss_sum_;
+  bool has_targets_ = false;
   int64_t step_ = 0;
   // backward scratch
-  std::vector<float> dres_, dln_, dq_, dk_, dv_, datty_;
+  Buffer<float> dres_, dln_, dq_, dk_, dv_, datty_;
 };
 
 // Key/value cache for one sequence: k,v [L, max_T, KVH·hd].

@@ -10,8 +10,8 @@ namespace mohge {
 
 int ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInit init,
                     float init_std, bool decay) {
-  MOHGE_CHECK(data_.empty(), "ParamTable::add('{}') after allocate()", name);
-  MOHGE_CHECK(find(name) < 0, "duplicate parameter name '{}'", name);
+  MOHGE_CHECK(!data_.data(), "ParamTable::add('{}') after allocate()", name);
+  MOHGE_CHECK(by_name_.emplace(name, (int)infos_.size()).second, "duplicate parameter name '{}'", name);
   ParamInfo p{name, std::move(shape), 1, 0, init, init_std, decay};
   for (int64_t s : p.shape) p.numel *= s;
   // 16-float alignment (64 bytes) so every tensor starts on a cache line
@@ -22,29 +22,36 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamIn
 }
 
 void ParamTable::allocate() {
-  data_.assign((size_t)next_offset_, 0.0f);
-  grad_.assign((size_t)next_offset_, 0.0f);
+  data_.zeros(*be_, (size_t)next_offset_);
+  grad_.zeros(*be_, (size_t)next_offset_);
 }
 
 void ParamTable::init_weights(uint64_t seed) {
+  std::vector<float> host;
   for (auto& p : infos_) {
-    float* d = data_.data() + p.offset;
+    host.resize((size_t)p.numel);
     if (p.init == ParamInit::ones) {
-      std::fill(d, d + p.numel, 1.0f);
+      be_->fill(data_.data() + p.offset, 1.0f, p.numel);
       continue;
     }
     std::mt19937_64 rng(seed ^ std::hash<std::string>{}(p.name));
     std::normal_distribution<float> dist(0.0f, p.init_std);
-    for (int64_t i = 0; i < p.numel; i++) d[i] = dist(rng);
+    for (auto& x : host) x = dist(rng);
+    data_.upload(host.data(), host.size(), p.offset);
   }
 }
 
-void ParamTable::zero_grad() { std::fill(grad_.begin(), grad_.end(), 0.0f); }
+void ParamTable::zero_grad() { be_->zero(grad_.data(), grad_.size() * sizeof(float)); }
+
+std::vector<ParamSegment> ParamTable::segments(bool decay_all) const {
+  std::vector<ParamSegment> s;
+  for (auto& p : infos_) s.push_back({p.offset, p.numel, p.decay || decay_all});
+  return s;
+}
 
 int ParamTable::find(const std::string& name) const {
-  for (size_t i = 0; i < infos_.size(); i++)
-    if (infos_[i].name == name) return (int)i;
-  return -1;
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? -1 : it->second;
 }
 
 }  // namespace mohge

@@ -139,7 +139,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       routing.add_micro_batch();
       model.backward(1.0f / tc.grad_accum);
     }
-    const double norm = grad_global_norm(model.params.all_grad(), model.params.total());
+    const double norm = grad_global_norm(model.params.backend(), model.params.all_grad(), model.params.total());
     MOHGE_CHECK(std::isfinite(norm) && std::isfinite(lm),
                 "training diverged at step {} (loss {}, grad norm {}): lower train.lr", st.step, lm, norm);
     const double lr = lr_schedule(st.step, tc.steps, tc.warmup_steps, tc.lr, tc.min_lr);

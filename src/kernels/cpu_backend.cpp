@@ -1,0 +1,149 @@
+// defines: CpuBackend — the Backend over host memory and the OpenMP/oneDNN kernels of ops.h — and
+// the backend registry. The CPU backend is the truth every other backend is tested against.
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/backend.h"
+#include "kernels/ops.h"
+
+namespace mohge {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  bool host_accessible() const override { return true; }
+
+  void* alloc(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    // 64-byte alignment: every tensor starts on a cache line (and an AVX-512 vector)
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    MOHGE_CHECK(p, "out of memory: cannot allocate {:.1f} MiB on the cpu backend", bytes / 1048576.0);
+    return p;
+  }
+  void free(void* p) noexcept override { std::free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void fill(float* x, float value, int64_t n) override { std::fill(x, x + n, value); }
+  void zero(void* p, size_t bytes) override {
+    if (bytes) std::memset(p, 0, bytes);
+  }
+  void synchronize() override {}  // every op has finished when it returns
+
+  void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
+                      bool accumulate, Precision p) override {
+    mohge::matmul_forward(out, inp, w, N, I, O, accumulate, p);
+  }
+  void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                       int N, int I, int O, Precision p) override {
+    mohge::matmul_backward(dinp, dw, dout, inp, w, N, I, O, p);
+  }
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) override {
+    mohge::embedding_forward(out, tokens, wte, N, C);
+  }
+  void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int N, int C) override {
+    mohge::embedding_backward(dwte, dout, tokens, N, C);
+  }
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
+                       float eps) override {
+    mohge::rmsnorm_forward(out, rstd, inp, w, N, C, eps);
+  }
+  void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                        const float* rstd, int N, int C) override {
+    mohge::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+  }
+  void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse) override {
+    mohge::rope_apply(x, B, T, H, hd, theta, pos0, inverse);
+  }
+  void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                         int B, int T, int H, int KVH, int hd) override {
+    mohge::attention_forward(out, att, q, k, v, B, T, H, KVH, hd);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                          const float* q, const float* k, const float* v, int B, int T, int H,
+                          int KVH, int hd) override {
+    mohge::attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, H, KVH, hd);
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {
+    mohge::swiglu_forward(out, gate, up, n);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, int64_t n) override {
+    mohge::swiglu_backward(dgate, dup, dout, gate, up, n);
+  }
+  void crossentropy_forward(float* losses, float* lse, double* loss_sum, const float* logits,
+                            const int32_t* targets, int N, int V) override {
+    *loss_sum += mohge::crossentropy_forward(losses, lse, logits, targets, N, V);
+  }
+  void crossentropy_backward(float* dlogits, const float* logits, const float* lse,
+                             const int32_t* targets, int N, int V, float dscale) override {
+    mohge::crossentropy_backward(dlogits, logits, lse, targets, N, V, dscale);
+  }
+  void add_inplace(float* y, const float* x, int64_t n) override { mohge::add_inplace(y, x, n); }
+
+  void gather_rows(float* out, const float* inp, const int32_t* src, int P, int d) override {
+    mohge::gather_rows(out, inp, src, P, d);
+  }
+  void gather_rows_backward(float* dinp, const float* dout, const int32_t* offsets,
+                            const int32_t* pos, int N, int d) override {
+    mohge::gather_rows_backward(dinp, dout, offsets, pos, N, d);
+  }
+  void combine_rows(float* out, const float* y, const float* weight, const int32_t* offsets,
+                    const int32_t* pos, int N, int d) override {
+    mohge::combine_rows(out, y, weight, offsets, pos, N, d);
+  }
+  void combine_rows_backward(float* dy, float* dweight, const float* dout, const float* y,
+                             const float* weight, const int32_t* offsets, const int32_t* pos, int N,
+                             int d) override {
+    mohge::combine_rows_backward(dy, dweight, dout, y, weight, offsets, pos, N, d);
+  }
+
+  void sum_squares(double* out, const float* x, int64_t n) override { *out = mohge::sum_squares(x, n); }
+  void adamw_step(float* w, const float* g, float* m, float* v, const std::vector<ParamSegment>& segs,
+                  const AdamWStep& s) override {
+    mohge::adamw_step(w, g, m, v, segs, s);
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend be;
+  return be;
+}
+
+#ifdef MOHGE_HAVE_CUDA
+Backend* cuda_backend(std::string* why_not);  // kernels/cuda: nullptr + reason when no device
+#endif
+
+const std::vector<std::string>& backend_names() {
+  static const std::vector<std::string> names = {"cpu", "cuda"};
+  return names;
+}
+
+Backend* backend_find(const std::string& name, std::string* why_not) {
+  if (name == "cpu") return &cpu_backend();
+  if (name == "cuda") {
+#ifdef MOHGE_HAVE_CUDA
+    return cuda_backend(why_not);
+#else
+    if (why_not) *why_not = "the cuda backend is not compiled in (configure with -DMOHGE_CUDA=ON where the CUDA toolkit is installed)";
+    return nullptr;
+#endif
+  }
+  fail("unknown backend '{}' (known: cpu, cuda)", name);
+}
+
+Backend& backend_get(const std::string& name) {
+  std::string why;
+  Backend* be = backend_find(name, &why);
+  MOHGE_CHECK(be, "backend '{}' cannot run here: {}", name, why);
+  return *be;
+}
+
+}  // namespace mohge
