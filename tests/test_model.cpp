@@ -119,9 +119,9 @@ std::vector<int32_t> random_tokens(int n, int V, uint64_t seed) {
 std::vector<std::vector<int>> routing_snapshot(const Model& m) {
   std::vector<std::vector<int>> s;
   for (int l = 0; l < m.cfg.num_layers; l++) {
-    auto* moe = dynamic_cast<const MoeFfn*>(&m.ffn(l));
-    if (!moe) continue;
-    const Routing& r = moe->routing();
+    auto routing = m.ffn(l).routing();
+    if (!routing) continue;
+    const Routing& r = routing->last;
     std::vector<int> v(r.offsets.begin(), r.offsets.end());
     v.push_back(-1);
     v.insert(v.end(), r.expert.begin(), r.expert.end());
@@ -541,7 +541,7 @@ TEST_P(MoeLayerVsDenseReference, ForwardRoutingAndGradientsMatch) {
   std::vector<double> rout = ref.forward(xd, &gates);
 
   // routing identical: same experts, same gate weights
-  const Routing& r = ffn.routing();
+  const Routing& r = ffn.routing()->last;
   ASSERT_EQ(r.T, N);
   int multi = 0;
   for (int t = 0; t < N; t++) {

@@ -23,6 +23,7 @@
 #include "core/safetensors.h"
 #include "data/dataloader.h"
 #include "data/shards.h"
+#include "eval/eval_loss.h"
 #include "model/model.h"
 #include "model/model_io.h"
 #include "train/checkpoint.h"
@@ -109,6 +110,10 @@ TrainOptions quiet(int stop_after = 0, bool resume = false) {
   o.progress = false;
   o.stop_after = stop_after;
   o.resume = resume;
+  o.validate = [](Model& m, DataLoader& l, uint64_t n) {
+    EvalResult r = evaluate_loss(m, l, n);
+    return ValLoss{r.loss, r.tokens};
+  };
   return o;
 }
 

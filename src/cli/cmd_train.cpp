@@ -4,10 +4,20 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "eval/eval_loss.h"
 #include "model/model_io.h"
 #include "train/trainer.h"
 
 namespace mohge {
+namespace {
+
+// the trainer's validation is eval's loss (train does not depend on eval)
+ValLoss validate_with_eval_loss(Model& model, DataLoader& loader, uint64_t max_batches) {
+  EvalResult r = evaluate_loss(model, loader, max_batches);
+  return {r.loss, r.tokens};
+}
+
+}  // namespace
 
 void register_train_commands(CLI::App& app) {
   auto* train = app.add_subcommand("train", "train a model from a TOML config");
@@ -22,7 +32,7 @@ void register_train_commands(CLI::App& app) {
   train->add_flag("-q,--quiet", quiet, "no progress display");
   add_action(train, [] {
     RunConfig rc = run_config_read(config, sets);
-    TrainSummary s = train_run(rc, {resume, !quiet, stop_after});
+    TrainSummary s = train_run(rc, {resume, !quiet, stop_after, validate_with_eval_loss});
     fmt::print("trained {} steps: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s; checkpoint {}\n",
                s.steps, s.train_loss, s.val_loss, s.tokens_per_s, s.checkpoint);
   });

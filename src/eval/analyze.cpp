@@ -17,7 +17,6 @@
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "eval/report_html.h"
-#include "model/ffn_moe.h"
 #include "model/model_io.h"
 #include "moe/metrics.h"
 #include "moe/placement.h"
@@ -196,11 +195,11 @@ void RoutingRecorder::add_tokens(const int32_t* tokens, int N) {
 void RoutingRecorder::add(const Model& m, const int32_t* tokens, int N) {
   add_tokens(tokens, N);
   for (size_t s = 0; s < layers_.size(); s++) {
-    auto* moe = dynamic_cast<const MoeFfn*>(&m.ffn(layers_[s].layer));
-    MOHGE_CHECK(moe, "layer {} is not a mixture-of-experts layer", layers_[s].layer);
-    MOHGE_CHECK(moe->routing().T == N, "layer {}: routing of {} tokens after a forward of {}", layers_[s].layer,
-                moe->routing().T, N);
-    add_layer((int)s, moe->routing(), tokens);
+    auto r = m.ffn(layers_[s].layer).routing();
+    MOHGE_CHECK(r, "layer {} is not a mixture-of-experts layer", layers_[s].layer);
+    MOHGE_CHECK(r->last.T == N, "layer {}: routing of {} tokens after a forward of {}", layers_[s].layer,
+                r->last.T, N);
+    add_layer((int)s, r->last, tokens);
   }
   active_sum_ += m.active_params_per_token() * N;
 }

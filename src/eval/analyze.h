@@ -5,7 +5,7 @@
 // report.html (report_html.h).
 //
 // The checkpoint runs over `batches` sequential evaluation windows of the data (DataLoader eval
-// mode); after each forward every MoE layer's routing (MoeFfn::routing()) is recorded per token:
+// mode); after each forward every MoE layer's routing (Ffn::routing()) is recorded per token:
 // assignments and gate weight by (expert, token id). From these counts:
 //  1. activated parameters per token (mean over tokens): per layer via routing_metrics (experts
 //     only, and with shared expert + router), summed over layers, and the whole model

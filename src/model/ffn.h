@@ -5,12 +5,23 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "model/model_config.h"
 #include "model/params.h"
+#include "moe/aux_loss.h"
+#include "moe/router.h"
 
 namespace mohge {
+
+// What a mixture-of-experts FFN tells the routing log and the analysis (views into the layer,
+// valid until its next forward / begin_step).
+struct FfnRouting {
+  const MoeConfig& config;
+  const Routing& last;        // routing of the N tokens of the last forward
+  const BalanceStats& step;   // routing counts of every forward since begin_step
+};
 
 class Ffn {
  public:
@@ -29,6 +40,8 @@ class Ffn {
   virtual void begin_step() {}
   // Mean number of parameters used per token by the last forward (for routing metrics).
   virtual double active_params_per_token() const = 0;
+  // The layer's routing; nullopt for a dense FFN.
+  virtual std::optional<FfnRouting> routing() const { return std::nullopt; }
 };
 
 // prefix: "model.layers.{l}.mlp"

@@ -22,10 +22,7 @@ class MoeFfn : public Ffn {
   void aux_terms(std::map<std::string, double>& sum) const override;
   double active_params_per_token() const override;
   void begin_step() override { step_stats_.reset(m_); }
-  const Routing& routing() const { return routing_; }
-  // Routing counts of every forward since begin_step (all micro-batches of the step).
-  const BalanceStats& step_stats() const { return step_stats_; }
-  const MoeConfig& config() const { return m_; }
+  std::optional<FfnRouting> routing() const override { return FfnRouting{m_, routing_, step_stats_}; }
 
  private:
   bool experts_in_parallel() const;

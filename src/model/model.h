@@ -21,7 +21,7 @@ class Model {
   explicit Model(const ModelConfig& cfg, Backend& be = cpu_backend());
   ~Model();
   void init_weights(uint64_t seed) { params.init_weights(seed); }
-  // Start of an optimizer step: per-step routing statistics restart (see MoeFfn::step_stats).
+  // Start of an optimizer step: per-step routing statistics restart (see Ffn::routing).
   void begin_step() {
     for (auto& f : ffn_) f->begin_step();
   }

@@ -1,6 +1,5 @@
 #include "train/routing_log.h"
 
-#include "model/ffn_moe.h"
 #include "moe/metrics.h"
 
 namespace mohge {
@@ -19,8 +18,8 @@ void RoutingLog::add_micro_batch() {
 nlohmann::json RoutingLog::step_record() const {
   nlohmann::json layers = nlohmann::json::array();
   for (int l = 0; l < model_.cfg.num_layers; l++)
-    if (auto* moe = dynamic_cast<const MoeFfn*>(&model_.ffn(l))) {
-      nlohmann::json j = routing_metrics(moe->config(), moe->step_stats(), model_.cfg.hidden_size, devices_);
+    if (auto r = model_.ffn(l).routing()) {
+      nlohmann::json j = routing_metrics(r->config, r->step, model_.cfg.hidden_size, devices_);
       j["layer"] = l;
       layers.push_back(std::move(j));
     }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -12,7 +13,6 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "data/tokenizer.h"
-#include "eval/eval_loss.h"
 #include "model/model_io.h"
 #include "moe/placement.h"
 #include "train/checkpoint.h"
@@ -49,6 +49,7 @@ void truncate_log(const std::string& path, int64_t step) {
 
 TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const TrainConfig& tc = rc.train;
+  MOHGE_CHECK(opt.validate, "train_run: no validation function");
   if (tc.threads > 0) omp_set_num_threads(tc.threads);
   const int B = tc.batch_size, T = tc.seq_len;
 
@@ -117,9 +118,9 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
                                      tc.keep_checkpoints, last_routing);
   };
   auto evaluate = [&] {
-    EvalResult r = evaluate_loss(model, val_loader, tc.eval_batches);
+    ValLoss r = opt.validate(model, val_loader, tc.eval_batches);
     sum.val_loss = r.loss;
-    log << nlohmann::json{{"step", st.step}, {"val_loss", r.loss}, {"val_ppl", r.perplexity}, {"val_tokens", r.tokens}}.dump() << "\n";
+    log << nlohmann::json{{"step", st.step}, {"val_loss", r.loss}, {"val_ppl", std::exp(r.loss)}, {"val_tokens", r.tokens}}.dump() << "\n";
     log.flush();
     return r;
   };
@@ -175,8 +176,8 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     bool last = st.step == tc.steps;
     bool stop = opt.stop_after > 0 && st.step - first_step >= opt.stop_after;
     if ((tc.eval_every > 0 && st.step % tc.eval_every == 0) || last) {
-      EvalResult r = evaluate();
-      if (opt.progress) fmt::print("{}step {:>6} | val loss {:.4f} | val ppl {:.2f}\n", tty ? "\n" : "", st.step, r.loss, r.perplexity);
+      ValLoss r = evaluate();
+      if (opt.progress) fmt::print("{}step {:>6} | val loss {:.4f} | val ppl {:.2f}\n", tty ? "\n" : "", st.step, r.loss, std::exp(r.loss));
     }
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || last || stop) save();
     if (stop) break;
