@@ -10,12 +10,20 @@ static std::map<CLI::App*, std::function<void()>>& actions() {
   return a;
 }
 
+static int& exit_status() {
+  static int status = 0;
+  return status;
+}
+
 void add_action(CLI::App* sub, std::function<void()> action) { actions()[sub] = std::move(action); }
 
-void run_selected(CLI::App& app) {
+void set_exit_status(int status) { exit_status() = status; }
+
+int run_selected(CLI::App& app) {
   CLI::App* cur = &app;
   while (!cur->get_subcommands().empty()) cur = cur->get_subcommands().front();
   actions().at(cur)();
+  return exit_status();
 }
 
 }  // namespace mohge

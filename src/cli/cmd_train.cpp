@@ -33,6 +33,9 @@ void register_train_commands(CLI::App& app) {
   add_action(train, [] {
     RunConfig rc = run_config_read(config, sets);
     TrainSummary s = train_run(rc, {resume, !quiet, stop_after, validate_with_eval_loss});
+    if (s.already_complete)
+      return fmt::print("run already complete: step {} of {}, checkpoint {}\n", s.steps, rc.train.steps, s.checkpoint);
+    if (s.interrupted_by) return set_exit_status(128 + s.interrupted_by);  // the shell's convention
     fmt::print("trained {} steps: train loss {:.4f}, val loss {:.4f}, {:.0f} tokens/s; checkpoint {}\n",
                s.steps, s.train_loss, s.val_loss, s.tokens_per_s, s.checkpoint);
   });

@@ -13,6 +13,7 @@ void register_eval_commands(CLI::App& app);   // eval
 void register_infer_commands(CLI::App& app);  // generate | forward | grad
 void register_analyze_commands(CLI::App& app);  // analyze
 void add_action(CLI::App* sub, std::function<void()> action);
-void run_selected(CLI::App& app);
+void set_exit_status(int status);  // what the process exits with when the action returns (default 0)
+int run_selected(CLI::App& app);   // the exit status
 
 }  // namespace mohge

@@ -5,8 +5,10 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/signals.h"
 
 int main(int argc, char** argv) {
+  mohge::signals_take_over();  // before any thread exists: no signal handler on a compute thread
   CLI::App app{"mohge: train, evaluate and run heterogeneous mixture-of-experts language models"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
@@ -27,7 +29,7 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
   try {
-    mohge::run_selected(app);
+    return mohge::run_selected(app);
   } catch (const mohge::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

@@ -5,13 +5,15 @@
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_lock.h"
 #include "core/fileio.h"
+#include "core/signals.h"
 #include "data/tokenizer.h"
 #include "model/model_io.h"
 #include "moe/placement.h"
@@ -23,9 +25,6 @@ namespace fs = std::filesystem;
 namespace mohge {
 
 namespace {
-
-volatile std::sig_atomic_t g_interrupted = 0;  // the one piece of process state: Ctrl-C
-void on_sigint(int) { g_interrupted = 1; }
 
 std::string fmt_duration(double s) {
   int t = (int)s;
@@ -76,17 +75,30 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     }
   }
   fs::create_directories(tc.out_dir);
+  // held until the run returns: two runs into one directory would mix their checkpoints
+  const std::string lock_path = tc.out_dir + "/.lock";
+  FileLock lock(lock_path);
+  MOHGE_CHECK(lock.held(), "{} is in use by another training run (it holds {}): wait for it to end, or set another train.out_dir",
+              tc.out_dir, lock_path);
   const std::string log_path = tc.out_dir + "/log.jsonl";
   Model model(rc.model);
   AdamW adamw(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay, tc.decay_norms_and_embeddings});
   TrainerState st;
   st.loader = train_loader.state();
-  if (opt.resume && fs::exists(fs::path(tc.out_dir) / "checkpoints")) {
+  const bool resumed = opt.resume && fs::exists(fs::path(tc.out_dir) / "checkpoints");
+  if (resumed) {
     std::string dir = checkpoint_resolve(tc.out_dir);
     MOHGE_CHECK(checkpoint_config_json(dir) == model_config_to_json(model.cfg),
                 "--resume: the model config differs from the checkpoint in {}", dir);
     model_load_weights(dir, model);
     checkpoint_load_training(dir, model, adamw, st);
+    if (st.step >= tc.steps) {  // nothing to train: the run directory stays as it is
+      TrainSummary done;
+      done.steps = st.step;
+      done.checkpoint = dir;
+      done.already_complete = true;
+      return done;
+    }
     train_loader.set_state(st.loader);
     truncate_log(log_path, st.step);
     fmt::print("resumed from {} (step {})\n", dir, st.step);
@@ -97,13 +109,16 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
                 "{} holds checkpoints of an earlier run: continue it with --resume, or set another train.out_dir",
                 tc.out_dir);
     model.init_weights(tc.seed);
-    if (fs::exists(log_path)) fs::remove(log_path);
   }
-  std::ofstream log(log_path, std::ios::app);
-  MOHGE_CHECK(log.good(), "cannot write {}", log_path);
+  std::ofstream log(log_path, resumed ? std::ios::app : std::ios::trunc);
+  MOHGE_CHECK(log.good(), "cannot write {}: {}", log_path, std::strerror(errno));
+  // one record per line, flushed: a full disk fails the step that meets it, not silently at exit
+  auto append_log = [&](const nlohmann::json& rec) {
+    log << rec.dump() << '\n' << std::flush;
+    MOHGE_CHECK(log.good(), "cannot write {}: {}", log_path, std::strerror(errno));
+  };
 
-  auto prev_handler = std::signal(SIGINT, on_sigint);
-  g_interrupted = 0;
+  InterruptScope interrupt;  // SIGINT / SIGTERM / SIGHUP: checkpoint, then stop
   const bool tty = opt.progress && isatty(fileno(stdout));
   std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
   TrainSummary sum;
@@ -120,12 +135,15 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   auto evaluate = [&] {
     ValLoss r = opt.validate(model, val_loader, tc.eval_batches);
     sum.val_loss = r.loss;
-    log << nlohmann::json{{"step", st.step}, {"val_loss", r.loss}, {"val_ppl", std::exp(r.loss)}, {"val_tokens", r.tokens}}.dump() << "\n";
-    log.flush();
+    append_log({{"step", st.step}, {"val_loss", r.loss}, {"val_ppl", std::exp(r.loss)}, {"val_tokens", r.tokens}});
     return r;
   };
 
-  while (st.step < tc.steps && !g_interrupted) {
+  while (st.step < tc.steps) {
+    if (const int sig = interrupt.signal()) {
+      sum.interrupted_by = sig;
+      break;
+    }
     auto t0 = std::chrono::steady_clock::now();
     model.params.zero_grad();
     model.begin_step();
@@ -164,7 +182,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       last_routing["step"] = st.step;
       rec["routing"] = last_routing;
     }
-    log << rec.dump() << "\n";
+    append_log(rec);
 
     const double eta = (tc.steps - st.step) * run_s / (st.step - first_step);
     std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | ETA {}",
@@ -182,11 +200,13 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || last || stop) save();
     if (stop) break;
   }
-  if (g_interrupted) {
+  if (sum.interrupted_by) {
     save();
-    fmt::print("\ninterrupted: checkpoint {} written; continue with --resume\n", sum.checkpoint);
+    fmt::print("\ninterrupted by {}: checkpoint {} written; continue with --resume\n",
+               signal_name(sum.interrupted_by), sum.checkpoint);
   }
-  std::signal(SIGINT, prev_handler);
+  log.close();
+  MOHGE_CHECK(!log.fail(), "cannot write {}: {}", log_path, std::strerror(errno));
   sum.steps = st.step;
   return sum;
 }

@@ -25,7 +25,9 @@ struct TrainSummary {
   double train_loss = 0;  // mean LM loss of the last step
   double val_loss = 0;
   double tokens_per_s = 0;
-  std::string checkpoint;  // the last checkpoint written
+  std::string checkpoint;  // the last checkpoint written (already_complete: the newest one)
+  int interrupted_by = 0;  // the signal that stopped the run after a checkpoint, 0 if none
+  bool already_complete = false;  // resumed at train.steps or beyond: nothing was trained or written
 };
 
 struct TrainOptions {
