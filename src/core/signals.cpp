@@ -66,16 +66,6 @@ InterruptScope::~InterruptScope() { g_deferred = false; }
 
 int InterruptScope::signal() const { return g_received; }
 
-SignalsUnblocked::SignalsUnblocked() {
-  sigset_t set = taken_signals();
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-}
-
-SignalsUnblocked::~SignalsUnblocked() {
-  sigset_t set = taken_signals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);

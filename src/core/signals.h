@@ -1,4 +1,4 @@
-// defines: signals_take_over, InterruptScope, SignalsUnblocked, signal_name — SIGINT, SIGTERM and SIGHUP taken by one thread
+// defines: signals_take_over, InterruptScope, signal_name — SIGINT, SIGTERM and SIGHUP taken by one thread
 // A signal handler must never run on a compute thread: oneDNN 2.6 moves the stack pointer onto
 // heap memory inside its GEMM, so a handler running there writes over the heap (issue 12: Ctrl-C
 // crashed training about one time in four). The three signals are blocked in every thread and
@@ -23,17 +23,6 @@ class InterruptScope {
   InterruptScope(const InterruptScope&) = delete;
   InterruptScope& operator=(const InterruptScope&) = delete;
   int signal() const;  // the signal received, 0 if none
-};
-
-// Unblocks the three signals in the calling thread while alive, for running a child process
-// (std::system), which would otherwise inherit them blocked and outlive a Ctrl-C. With no handler
-// installed, one that reaches this thread meanwhile ends the process by its default action.
-class SignalsUnblocked {
- public:
-  SignalsUnblocked();
-  ~SignalsUnblocked();
-  SignalsUnblocked(const SignalsUnblocked&) = delete;
-  SignalsUnblocked& operator=(const SignalsUnblocked&) = delete;
 };
 
 // "SIGINT", "SIGTERM", ...

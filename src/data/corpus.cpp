@@ -17,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/signals.h"
 #include "data/documents.h"
 
 namespace fs = std::filesystem;
@@ -185,7 +184,6 @@ std::string shell_quote(const std::string& s) {
 
 // Runs a shell command; returns its exit code (-1 if it could not run or was killed).
 int run_shell(const std::string& cmd) {
-  SignalsUnblocked for_the_child;  // so that Ctrl-C stops the download too
   int st = std::system(cmd.c_str());
   if (st == -1 || !WIFEXITED(st)) return -1;
   return WEXITSTATUS(st);
