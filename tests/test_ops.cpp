@@ -423,28 +423,47 @@ struct AttentionCase : OpCase {
               {"v", rng.uniform((size_t)B * T * KVH * hd)}};
   }
   std::vector<Tensor> run(const F& q, const F& k, const F& v) const {
-    auto out = up(F((size_t)B * T * H * hd, NAN)), att = up(F((size_t)B * H * T * T, NAN));
-    auto dq = up(q), dk = up(k), dv = up(v);
-    be->attention_forward(out.data(), att.data(), dq.data(), dk.data(), dv.data(), B, T, H, KVH, hd);
-    return {{"out", host(out)}, {"att", host(att)}};
+    auto out = up(F((size_t)B * T * H * hd, NAN)), lse = up(F((size_t)B * H * T, NAN));
+    auto qb = up(q), kb = up(k), vb = up(v);
+    be->attention_forward(out.data(), lse.data(), qb.data(), kb.data(), vb.data(), B, T, H, KVH, hd);
+    return {{"out", host(out)}, {"lse", host(lse)}};
   }
   std::vector<Tensor> forward() override { return run(in(0), in(1), in(2)); }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool aux) const override {
-    Vec att;
-    Vec out = mohge::ref::attention(x[0], x[1], x[2], B, T, H, KVH, hd, aux ? &att : nullptr);
-    return {out, att};
+    Vec lse;
+    Vec out = mohge::ref::attention(x[0], x[1], x[2], B, T, H, KVH, hd, aux ? &lse : nullptr);
+    return {out, lse};
   }
   // with one key the softmax is constant 1: out = v, nothing flows to q or k
   bool zero_grad(size_t i) const override { return T == 1 && i < 2; }
   void backward(const std::vector<Tensor>& outs, const std::vector<F>& dout,
                 std::vector<F>& g) override {
-    auto dq = up(g[0]), dk = up(g[1]), dv = up(g[2]), d = up(dout[0]), att = up(outs[1].data);
+    auto dq = up(g[0]), dk = up(g[1]), dv = up(g[2]), d = up(dout[0]);
+    auto out = up(outs[0].data), lse = up(outs[1].data);
     auto q = up_in(0), k = up_in(1), v = up_in(2);
-    be->attention_backward(dq.data(), dk.data(), dv.data(), d.data(), att.data(), q.data(), k.data(),
-                           v.data(), B, T, H, KVH, hd);
+    be->attention_backward(dq.data(), dk.data(), dv.data(), d.data(), out.data(), lse.data(),
+                           q.data(), k.data(), v.data(), B, T, H, KVH, hd);
     g[0] = host(dq), g[1] = host(dk), g[2] = host(dv);
   }
+  // forward and backward with `threads` OpenMP threads: out, lse, dq, dk, dv
+  std::vector<F> run_on_threads(int threads, const F& dout) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<Tensor> outs = forward();
+    std::vector<F> g;
+    for (const auto& t : inputs) g.emplace_back(t.data.size(), 0.0f);
+    backward(outs, {dout}, g);
+    omp_set_num_threads(saved);
+    return {outs[0].data, outs[1].data, g[0], g[1], g[2]};
+  }
   void extra(Rng& rng, std::string& summary) override {
+    // Bit-identical results on 1 and 3 threads: tiles are summed in a fixed order, never raced.
+    const F dout = rng.uniform((size_t)B * T * H * hd);
+    const std::vector<F> one = run_on_threads(1, dout), three = run_on_threads(3, dout);
+    for (size_t i = 0; i < one.size(); i++)
+      EXPECT_EQ(0, std::memcmp(one[i].data(), three[i].data(), one[i].size() * sizeof(float)))
+          << "attention: result " << i << " (out, lse, dq, dk, dv) differs on 1 and 3 threads";
+    summary += " | 1 vs 3 threads bit-identical";
     if (T < 2) return;
     // Perturb k and v at time t0 in every batch and kv head: rows t < t0 must not change,
     // rows t ≥ t0 must.
@@ -816,10 +835,11 @@ std::vector<Row> all_cases() {
       row<RopeCase>(1, 6, 2, 64, 4090),  // the end of a 4096 context (SPEC §7)
       row<AttentionCase>(1, 1, 1, 1, 8),     // T=1: a single key
       row<AttentionCase>(2, 5, 3, 3, 16),    // MHA, odd head count, batch stride
-      row<AttentionCase>(1, 64, 2, 2, 8),    // exactly one 64-row block
-      row<AttentionCase>(1, 70, 4, 2, 16),   // GQA, 64 + 6 rows
-      row<AttentionCase>(2, 130, 4, 1, 8),   // MQA, 64 + 64 + 2 rows
-      row<AttentionCase>(1, 130, 4, 4, 16),  // MHA, 64 + 64 + 2 rows
+      row<AttentionCase>(1, 64, 2, 2, 8),    // exactly one 64-query tile
+      row<AttentionCase>(1, 70, 4, 2, 16),   // GQA, 64 + 6 queries
+      row<AttentionCase>(2, 130, 4, 1, 8),   // MQA, 64 + 64 + 2 queries
+      row<AttentionCase>(1, 130, 4, 4, 16),  // MHA, 64 + 64 + 2 queries
+      row<AttentionCase>(1, 300, 4, 2, 16),  // GQA, 256 + 44 keys: online softmax over 2 key tiles
       row<SwiGLUCase>(1, 3.f),
       row<SwiGLUCase>(1001, 12.f),  // includes gates ±100 and 0
       row<CrossEntropyCase>(1, 2, 1.f, 1.f),

@@ -76,12 +76,14 @@ class Backend {
   // inverse = the adjoint rotation (backward).
   virtual void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse) = 0;
   // Causal attention with GQA: q[B,T,H,hd], k/v[B,T,KVH,hd] -> out[B,T,H,hd] (query head h reads
-  // kv head h / (H/KVH)); att[B,H,T,T] keeps the probabilities for backward.
-  virtual void attention_forward(float* out, float* att, const float* q, const float* k,
+  // kv head h / (H/KVH)); lse[B,H,T], each row's log-sum-exp of the scaled scores, is all that
+  // backward needs besides out: memory O(T), never T×T (flash attention, ops.h).
+  virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
                                  const float* v, int B, int T, int H, int KVH, int hd) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
-                                  const float* att, const float* q, const float* k, const float* v,
-                                  int B, int T, int H, int KVH, int hd) = 0;
+                                  const float* out, const float* lse, const float* q,
+                                  const float* k, const float* v, int B, int T, int H, int KVH,
+                                  int hd) = 0;
   // out[n] = silu(gate[n]) · up[n];  backward accumulates into dgate, dup
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
   virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,

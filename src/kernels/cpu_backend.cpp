@@ -60,14 +60,14 @@ class CpuBackend final : public Backend {
   void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse) override {
     mohge::rope_apply(x, B, T, H, hd, theta, pos0, inverse);
   }
-  void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          int B, int T, int H, int KVH, int hd) override {
-    mohge::attention_forward(out, att, q, k, v, B, T, H, KVH, hd);
+    mohge::attention_forward(out, lse, q, k, v, B, T, H, KVH, hd);
   }
-  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
-                          const float* q, const float* k, const float* v, int B, int T, int H,
-                          int KVH, int hd) override {
-    mohge::attention_backward(dq, dk, dv, dout, att, q, k, v, B, T, H, KVH, hd);
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                          const float* lse, const float* q, const float* k, const float* v, int B,
+                          int T, int H, int KVH, int hd) override {
+    mohge::attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd);
   }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {
     mohge::swiglu_forward(out, gate, up, n);

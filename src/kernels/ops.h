@@ -37,13 +37,18 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
 // RoPE is a rotation, so backward is the inverse rotation applied to the gradient (inverse=true).
 void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse);
 
-// Causal attention. q[B,T,H,hd], k/v[B,T,KVH,hd] (H % KVH == 0, query head h reads kv head
-// h / (H/KVH)) -> out[B,T,H,hd]; att[B,H,T,T] keeps the softmax probabilities for backward.
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+// Causal attention, flash-attention's algorithm (Dao et al. 2022, FlashAttention-2 2023) on the
+// CPU. q[B,T,H,hd], k/v[B,T,KVH,hd] (H % KVH == 0, query head h reads kv head h / (H/KVH)) ->
+// out[B,T,H,hd] = softmax(q·kᵀ/√hd, keys s ≤ t)·v. Keys are visited in tiles with an online
+// softmax, so memory is O(T) (no T×T probabilities); lse[B,H,T] receives each row's
+// log-sum-exp of the scaled scores, all backward needs to recompute the probabilities.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int B, int T, int H, int KVH, int hd);
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
-                        const float* q, const float* k, const float* v, int B, int T, int H,
-                        int KVH, int hd);
+// dq[B,T,H,hd], dk/dv[B,T,KVH,hd] += gradients for dout[B,T,H,hd], given forward's out and lse.
+// Probabilities are recomputed tile by tile; the result does not depend on the thread count.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                        const float* lse, const float* q, const float* k, const float* v, int B,
+                        int T, int H, int KVH, int hd);
 
 // out[n] = silu(gate[n]) · up[n] over n ∈ [0, N)
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N);

@@ -109,93 +109,142 @@ void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bo
   }
 }
 
-// Rows are processed in blocks so the causal mask skips most of the upper triangle while each
-// block is still one GEMM.
-static constexpr int kAttnBlock = 64;
+// Flash-attention tiles: a thread holds the scores of kAttnRows queries × kAttnCols keys at a
+// time (64 KB), whatever T is. Key tiles past a query tile's last row are never visited.
+static constexpr int kAttnRows = 64, kAttnCols = 256;
 
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       int B, int T, int H, int KVH, int hd) {
-  const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
-  const float scale = 1.0f / std::sqrt((float)hd);
-#pragma omp parallel for collapse(2) schedule(dynamic)
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++) {
-      const float* Q = q + (int64_t)b * T * qs + h * hd;
-      const float* K = k + (int64_t)b * T * ks + (h / rep) * hd;
-      const float* V = v + (int64_t)b * T * ks + (h / rep) * hd;
-      float* A = att + ((int64_t)b * H + h) * T * T;
-      float* O = out + (int64_t)b * T * qs + h * hd;
-      for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
-        int r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
-        gemm(false, true, nr, r1, hd, scale, Q + (int64_t)r0 * qs,
-                    qs, K, ks, 0.0f, A + (int64_t)r0 * T, T);
-        for (int t = r0; t < r1; t++) {
-          // Softmax over the block's r1 columns with the causal future masked to -inf
-          // (exp_approx gives 0): whole-vector loops, no scalar tail per row.
-          float* row = A + (int64_t)t * T;
-          std::fill(row + t + 1, row + r1, -INFINITY);
-          float mx = row[0];
-#pragma omp simd reduction(max : mx)
-          for (int j = 1; j < r1; j++) mx = std::max(mx, row[j]);
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int j = 0; j < r1; j++) sum += (row[j] = exp_approx(row[j] - mx));
-          const float inv = 1.0f / sum;
-          for (int j = 0; j < r1; j++) row[j] *= inv;
-          std::fill(row + r1, row + T, 0.0f);
-        }
-        gemm(false, false, nr, hd, r1, 1.0f,
-                    A + (int64_t)r0 * T, T, V, ks, 0.0f, O + (int64_t)r0 * qs, qs);
-      }
-    }
+// S[nr,nc] = scale · Q·Kᵀ for the queries r0.. (Q points at row r0) and the keys c0.. (K at row
+// 0), with every key after its query's position set to -inf: exp gives 0, the causal mask.
+static void attention_scores(float* S, const float* Q, int qs, const float* K, int ks, int r0,
+                             int nr, int c0, int nc, int hd, float scale) {
+  gemm(false, true, nr, nc, hd, scale, Q, qs, K + (int64_t)c0 * ks, ks, 0.0f, S, nc);
+  for (int i = 0; i < nr; i++) {
+    const int first_masked = std::max(r0 + i + 1 - c0, 0);
+    if (first_masked < nc)
+      std::fill(S + (int64_t)i * nc + first_masked, S + (int64_t)(i + 1) * nc, -INFINITY);
+  }
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
-                        const float* q, const float* k, const float* v, int B, int T, int H,
-                        int KVH, int hd) {
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       int B, int T, int H, int KVH, int hd) {
+  const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
+  const int row_tiles = (T + kAttnRows - 1) / kAttnRows;
+  const float scale = 1.0f / std::sqrt((float)hd);
+#pragma omp parallel
+  {
+    std::vector<float> S((size_t)kAttnRows * kAttnCols);
+    float mx[kAttnRows], sum[kAttnRows];  // running max and Σ exp(score − max) per row
+    // every (batch, head, query tile) writes only its own rows of out and lse
+#pragma omp for collapse(3) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < H; h++)
+        for (int tile = 0; tile < row_tiles; tile++) {
+          const int r0 = tile * kAttnRows, r1 = std::min(T, r0 + kAttnRows), nr = r1 - r0;
+          const float* Q = q + ((int64_t)b * T + r0) * qs + h * hd;
+          const float* K = k + (int64_t)b * T * ks + (h / rep) * hd;
+          const float* V = v + (int64_t)b * T * ks + (h / rep) * hd;
+          float* O = out + ((int64_t)b * T + r0) * qs + h * hd;
+          for (int c0 = 0; c0 < r1; c0 += kAttnCols) {
+            const int nc = std::min(r1 - c0, kAttnCols);
+            attention_scores(S.data(), Q, qs, K, ks, r0, nr, c0, nc, hd, scale);
+            // online softmax: the first tile holds key 0, so every max is finite from then on
+            for (int i = 0; i < nr; i++) {
+              float* row = S.data() + (int64_t)i * nc;
+              float m = c0 == 0 ? -INFINITY : mx[i];
+#pragma omp simd reduction(max : m)
+              for (int j = 0; j < nc; j++) m = std::max(m, row[j]);
+              float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+              for (int j = 0; j < nc; j++) s += (row[j] = exp_approx(row[j] - m));
+              if (c0 == 0) {
+                sum[i] = s;
+              } else {  // rescale what earlier tiles summed to the new max
+                const float corr = exp_approx(mx[i] - m);
+                sum[i] = sum[i] * corr + s;
+                float* o = O + (int64_t)i * qs;
+                for (int d = 0; d < hd; d++) o[d] *= corr;
+              }
+              mx[i] = m;
+            }
+            gemm(false, false, nr, hd, nc, 1.0f, S.data(), nc, V + (int64_t)c0 * ks, ks,
+                 c0 == 0 ? 0.0f : 1.0f, O, qs);
+          }
+          float* L = lse + ((int64_t)b * H + h) * T + r0;
+          for (int i = 0; i < nr; i++) {
+            const float inv = 1.0f / sum[i];
+            float* o = O + (int64_t)i * qs;
+            for (int d = 0; d < hd; d++) o[d] *= inv;
+            L[i] = mx[i] + std::log(sum[i]);
+          }
+        }
+  }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                        const float* lse, const float* q, const float* k, const float* v, int B,
+                        int T, int H, int KVH, int hd) {
   const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
   const float scale = 1.0f / std::sqrt((float)hd);
-  // One task per (batch, kv head): the query heads sharing a kv head accumulate into the same
-  // dk/dv rows, so they run in one task, never racing.
-#pragma omp parallel for collapse(2) schedule(dynamic)
-  for (int b = 0; b < B; b++)
-    for (int kh = 0; kh < KVH; kh++) {
-      std::vector<float> dS((size_t)kAttnBlock * T);
-      const float* K = k + (int64_t)b * T * ks + kh * hd;
-      const float* V = v + (int64_t)b * T * ks + kh * hd;
-      float* dK = dk + (int64_t)b * T * ks + kh * hd;
-      float* dV = dv + (int64_t)b * T * ks + kh * hd;
-      for (int h = kh * rep; h < (kh + 1) * rep; h++) {
-        const float* Q = q + (int64_t)b * T * qs + h * hd;
-        const float* dO = dout + (int64_t)b * T * qs + h * hd;
-        float* dQ = dq + (int64_t)b * T * qs + h * hd;
-        const float* A = att + ((int64_t)b * H + h) * T * T;
-        for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
-          int r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
-          const float* Ab = A + (int64_t)r0 * T;
-          // dA = dO·Vᵀ, dV += Aᵀ·dO
-          gemm(false, true, nr, r1, hd, 1.0f,
-                      dO + (int64_t)r0 * qs, qs, V, ks, 0.0f, dS.data(), T);
-          gemm(true, false, r1, hd, nr, 1.0f, Ab, T,
-                      dO + (int64_t)r0 * qs, qs, 1.0f, dV, ks);
-          // softmax backward: dS = A ⊙ (dA − Σ_j dA·A), scaled for the QKᵀ product; over the
-          // whole block row, as A is 0 beyond the causal edge (so is dS there)
-          for (int i = 0; i < nr; i++) {
-            const float* a = Ab + (int64_t)i * T;
-            float* d = dS.data() + (int64_t)i * T;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int j = 0; j < r1; j++) dot += d[j] * a[j];
-            for (int j = 0; j < r1; j++) d[j] = a[j] * (d[j] - dot) * scale;
+#pragma omp parallel
+  {
+    std::vector<float> P((size_t)kAttnRows * kAttnCols), dS((size_t)kAttnRows * kAttnCols);
+    float D[kAttnRows];  // D_t = Σ_d dout·out = Σ_s P·dP, the softmax backward's row term
+    // One task per (batch, kv head): it owns the dk/dv rows of its kv head and the dq rows of
+    // the query heads that read it, so nothing races and no sum depends on the thread count.
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+      for (int kh = 0; kh < KVH; kh++) {
+        const float* K = k + (int64_t)b * T * ks + kh * hd;
+        const float* V = v + (int64_t)b * T * ks + kh * hd;
+        float* dK = dk + (int64_t)b * T * ks + kh * hd;
+        float* dV = dv + (int64_t)b * T * ks + kh * hd;
+        for (int h = kh * rep; h < (kh + 1) * rep; h++)
+          for (int r0 = 0; r0 < T; r0 += kAttnRows) {
+            const int r1 = std::min(T, r0 + kAttnRows), nr = r1 - r0;
+            const int64_t at = ((int64_t)b * T + r0) * qs + h * hd;
+            const float *Q = q + at, *dO = dout + at, *O = out + at;
+            float* dQ = dq + at;
+            const float* L = lse + ((int64_t)b * H + h) * T + r0;
+            for (int i = 0; i < nr; i++) {
+              float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+              for (int d = 0; d < hd; d++)
+                s += dO[(int64_t)i * qs + d] * O[(int64_t)i * qs + d];
+              D[i] = s;
+            }
+            for (int c0 = 0; c0 < r1; c0 += kAttnCols) {
+              const int nc = std::min(r1 - c0, kAttnCols);
+              const float *Kc = K + (int64_t)c0 * ks, *Vc = V + (int64_t)c0 * ks;
+              // P = exp(S − lse): the forward's probabilities, 0 where masked
+              attention_scores(P.data(), Q, qs, K, ks, r0, nr, c0, nc, hd, scale);
+              for (int i = 0; i < nr; i++) {
+                float* p = P.data() + (int64_t)i * nc;
+                const float l = L[i];
+#pragma omp simd
+                for (int j = 0; j < nc; j++) p[j] = exp_approx(p[j] - l);
+              }
+              // dV += Pᵀ·dO;  dP = dO·Vᵀ;  dS = P ⊙ (dP − D), scaled for the Q·Kᵀ product
+              gemm(true, false, nc, hd, nr, 1.0f, P.data(), nc, dO, qs, 1.0f,
+                   dV + (int64_t)c0 * ks, ks);
+              gemm(false, true, nr, nc, hd, 1.0f, dO, qs, Vc, ks, 0.0f, dS.data(), nc);
+              for (int i = 0; i < nr; i++) {
+                const float* p = P.data() + (int64_t)i * nc;
+                float* d = dS.data() + (int64_t)i * nc;
+                const float Di = D[i];
+#pragma omp simd
+                for (int j = 0; j < nc; j++) d[j] = p[j] * (d[j] - Di) * scale;
+              }
+              // Query 0 sees key 0 alone: its softmax is constant, so dS is exactly 0 there
+              // (D cancels dP only up to rounding, as they are summed in different orders).
+              if (r0 == 0) std::fill_n(dS.data(), nc, 0.0f);
+              // dQ += dS·K;  dK += dSᵀ·Q
+              gemm(false, false, nr, hd, nc, 1.0f, dS.data(), nc, Kc, ks, 1.0f, dQ, qs);
+              gemm(true, false, nc, hd, nr, 1.0f, dS.data(), nc, Q, qs, 1.0f,
+                   dK + (int64_t)c0 * ks, ks);
+            }
           }
-          // dQ += dS·K, dK += dSᵀ·Q
-          gemm(false, false, nr, hd, r1, 1.0f, dS.data(), T, K,
-                      ks, 1.0f, dQ + (int64_t)r0 * qs, qs);
-          gemm(true, false, r1, hd, nr, 1.0f, dS.data(), T,
-                      Q + (int64_t)r0 * qs, qs, 1.0f, dK, ks);
-        }
       }
-    }
+  }
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {

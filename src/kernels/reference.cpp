@@ -69,7 +69,7 @@ Vec rope(const Vec& x, int B, int T, int H, int hd, double theta, int pos0, bool
 }
 
 Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int KVH, int hd,
-              Vec* att) {
+              Vec* lse) {
   MOHGE_CHECK(KVH > 0 && H % KVH == 0, "ref::attention: H={} not a multiple of KVH={}", H, KVH);
   MOHGE_CHECK(q.size() == (size_t)B * T * H * hd && k.size() == (size_t)B * T * KVH * hd &&
                   v.size() == k.size(),
@@ -79,7 +79,7 @@ Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int
   auto qi = [&](int b, int t, int h) { return (((size_t)b * T + t) * H + h) * hd; };
   auto ki = [&](int b, int t, int g) { return (((size_t)b * T + t) * KVH + g) * hd; };
   Vec out((size_t)B * T * H * hd, 0.0);
-  if (att) att->assign((size_t)B * H * T * T, 0.0);
+  if (lse) lse->assign((size_t)B * H * T, 0.0);
   Vec score(T);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
@@ -95,10 +95,10 @@ Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int
         }
         double z = 0.0;
         for (int s = 0; s <= t; s++) z += std::exp(score[s] - mx);
+        if (lse) (*lse)[((size_t)b * H + h) * T + t] = mx + std::log(z);
         for (int s = 0; s <= t; s++) {
           const double p = std::exp(score[s] - mx) / z;
           for (int d = 0; d < hd; d++) out[qi(b, t, h) + d] += p * v[ki(b, s, g) + d];
-          if (att) (*att)[(((size_t)b * H + h) * T + t) * T + s] = p;
         }
       }
     }

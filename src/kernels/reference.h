@@ -27,10 +27,10 @@ Vec rmsnorm(const Vec& inp, const Vec& w, int N, int C, double eps, Vec* rstd = 
 Vec rope(const Vec& x, int B, int T, int H, int hd, double theta, int pos0, bool inverse);
 
 // q[B,T,H,hd], k/v[B,T,KVH,hd] -> out[B,T,H,hd]: causal softmax(q·kᵀ/√hd)·v over keys s ≤ t,
-// query head h reads kv head h / (H/KVH). att[B,H,T,T] (if non-null) receives the probabilities,
-// zero above the diagonal.
+// query head h reads kv head h / (H/KVH). lse[B,H,T] (if non-null) receives each row's
+// log Σ_{s≤t} exp(q·k_s/√hd).
 Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int KVH, int hd,
-              Vec* att = nullptr);
+              Vec* lse = nullptr);
 
 // out[n] = silu(gate[n]) · up[n] = gate[n] / (1 + exp(−gate[n])) · up[n]
 Vec swiglu(const Vec& gate, const Vec& up);

@@ -44,7 +44,7 @@ void Model::ensure_acts(int B, int T) {
   for (auto& a : acts_) {
     a.x.ensure(be, N * d), a.ln1.ensure(be, N * d), a.rstd1.ensure(be, N);
     a.q.ensure(be, N * qd), a.k.ensure(be, N * kvd), a.v.ensure(be, N * kvd), a.atty.ensure(be, N * qd);
-    a.att.ensure(be, (size_t)cap_B_ * cfg.num_heads * cap_T_ * cap_T_);
+    a.lse.ensure(be, (size_t)cap_B_ * cfg.num_heads * cap_T_);
     a.h.ensure(be, N * d), a.ln2.ensure(be, N * d), a.rstd2.ensure(be, N);
   }
   resid_.ensure(be, N * d), lnf_.ensure(be, N * d), rstdf_.ensure(be, N), logits_.ensure(be, N * V);
@@ -78,7 +78,7 @@ double Model::forward(const int32_t* inputs, const int32_t* targets, int B, int 
     be_.matmul_forward(a.v.data(), a.ln1.data(), params.data(w.v), N, d, kvd, false, c.matmul_precision);
     be_.rope_apply(a.q.data(), B, T, H, hd, (float)c.rope_theta, 0, false);
     be_.rope_apply(a.k.data(), B, T, KVH, hd, (float)c.rope_theta, 0, false);
-    be_.attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
+    be_.attention_forward(a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
     be_.copy(a.h.data(), a.x.data(), (size_t)N * d * sizeof(float));
     be_.matmul_forward(a.h.data(), a.atty.data(), params.data(w.o), N, qd, d, /*accumulate=*/true, c.matmul_precision);
     be_.rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.h.data(), params.data(w.ln2), N, d, (float)c.rms_norm_eps);
@@ -123,7 +123,7 @@ void Model::backward(float loss_scale) {
     zero(dq_);
     zero(dk_);
     zero(dv_);
-    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), datty_.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
+    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), datty_.data(), a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
     be_.rope_apply(dq_.data(), B, T, H, hd, (float)c.rope_theta, 0, true);
     be_.rope_apply(dk_.data(), B, T, KVH, hd, (float)c.rope_theta, 0, true);
     zero(dln_);

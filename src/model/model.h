@@ -50,7 +50,7 @@ class Model {
  private:
   struct LayerIds { int ln1, q, k, v, o, ln2; };
   struct LayerActs {
-    Buffer<float> x, ln1, rstd1, q, k, v, att, atty, h, ln2, rstd2;
+    Buffer<float> x, ln1, rstd1, q, k, v, lse, atty, h, ln2, rstd2;
   };
   void ensure_acts(int B, int T);
   int B_ = 0, T_ = 0, cap_B_ = 0, cap_T_ = 0;
