@@ -215,29 +215,27 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             for (int c0 = 0; c0 < r1; c0 += kAttnCols) {
               const int nc = std::min(r1 - c0, kAttnCols);
               const float *Kc = K + (int64_t)c0 * ks, *Vc = V + (int64_t)c0 * ks;
-              // P = exp(S − lse): the forward's probabilities, 0 where masked
+              // S (in P) = Q·Kᵀ·scale and dP (in dS) = dO·Vᵀ, then in one pass over the tile
+              // P = exp(S − lse), the forward's probabilities (0 where masked), and
+              // dS = P ⊙ (dP − D), scaled for the Q·Kᵀ product
               attention_scores(P.data(), Q, qs, K, ks, r0, nr, c0, nc, hd, scale);
-              for (int i = 0; i < nr; i++) {
-                float* p = P.data() + (int64_t)i * nc;
-                const float l = L[i];
-#pragma omp simd
-                for (int j = 0; j < nc; j++) p[j] = exp_approx(p[j] - l);
-              }
-              // dV += Pᵀ·dO;  dP = dO·Vᵀ;  dS = P ⊙ (dP − D), scaled for the Q·Kᵀ product
-              gemm(true, false, nc, hd, nr, 1.0f, P.data(), nc, dO, qs, 1.0f,
-                   dV + (int64_t)c0 * ks, ks);
               gemm(false, true, nr, nc, hd, 1.0f, dO, qs, Vc, ks, 0.0f, dS.data(), nc);
               for (int i = 0; i < nr; i++) {
-                const float* p = P.data() + (int64_t)i * nc;
+                float* p = P.data() + (int64_t)i * nc;
                 float* d = dS.data() + (int64_t)i * nc;
-                const float Di = D[i];
+                const float l = L[i], Di = D[i];
 #pragma omp simd
-                for (int j = 0; j < nc; j++) d[j] = p[j] * (d[j] - Di) * scale;
+                for (int j = 0; j < nc; j++) {
+                  p[j] = exp_approx(p[j] - l);
+                  d[j] = p[j] * (d[j] - Di) * scale;
+                }
               }
               // Query 0 sees key 0 alone: its softmax is constant, so dS is exactly 0 there
               // (D cancels dP only up to rounding, as they are summed in different orders).
               if (r0 == 0) std::fill_n(dS.data(), nc, 0.0f);
-              // dQ += dS·K;  dK += dSᵀ·Q
+              // dV += Pᵀ·dO;  dQ += dS·K;  dK += dSᵀ·Q
+              gemm(true, false, nc, hd, nr, 1.0f, P.data(), nc, dO, qs, 1.0f,
+                   dV + (int64_t)c0 * ks, ks);
               gemm(false, false, nr, hd, nc, 1.0f, dS.data(), nc, Kc, ks, 1.0f, dQ, qs);
               gemm(true, false, nc, hd, nr, 1.0f, dS.data(), nc, Q, qs, 1.0f,
                    dK + (int64_t)c0 * ks, ks);
