@@ -1,9 +1,13 @@
 // bench_train: training throughput of one config on synthetic tokens, as JSON.
 //   bench_train [CONFIG.toml] [--set k=v ...] [--steps N] [--warmup N]
 // Prints tokens/s, model FLOP/s (formula below), the sgemm rate (kernels/gemm.h, 2048×1024×1024)
-// measured in the same process, their ratio, and the peak resident memory. Synthetic uniform tokens: routing and
-// speed do not depend on the text, and the benchmark needs no corpus.
+// measured in the same process, their ratio, and the peak resident memory. tokens_per_cpu_s
+// divides by the CPU time of the timed steps (all threads): on one thread (OMP_NUM_THREADS=1)
+// that is the work done, which a loaded shared machine inflates far less than wall time.
+// Synthetic uniform tokens: routing and speed do not depend on the text, and the benchmark needs
+// no corpus.
 #include <sys/resource.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstring>
@@ -60,17 +64,26 @@ int main(int argc, char** argv) {
     AdamW opt(model.params, {});
     std::mt19937_64 rng(1);
     std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
-    double loss = 0, secs = 0;
+    double loss = 0, secs = 0, cpu_secs = 0;
+    auto cpu_now = [] {
+      timespec ts;
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+      return ts.tv_sec + ts.tv_nsec * 1e-9;
+    };
     for (int s = 0; s < warmup + steps; s++) {
       for (auto& t : in) t = (int32_t)(rng() % V);
       for (auto& t : tg) t = (int32_t)(rng() % V);
       auto t0 = clk::now();
+      const double c0 = cpu_now();
       model.params.zero_grad();
       loss = model.forward(in.data(), tg.data(), B, T, s);
       model.backward(1.0f);
       double norm = grad_global_norm(model.params.backend(), model.params.all_grad(), model.params.total());
       opt.step(model.params, 1e-4, s + 1, grad_clip_factor(norm, 1.0));
-      if (s >= warmup) secs += std::chrono::duration<double>(clk::now() - t0).count();
+      if (s >= warmup) {
+        secs += std::chrono::duration<double>(clk::now() - t0).count();
+        cpu_secs += cpu_now() - c0;
+      }
     }
     double tps = (double)B * T * steps / secs, fpt = flops_per_token(model, T);
     double gemm = sgemm_gflops();
@@ -79,7 +92,8 @@ int main(int argc, char** argv) {
     nlohmann::json j = {{"config", config.empty() ? "<defaults>" : config}, {"overrides", sets},
                         {"matmul_precision", precision_name(rc.model.matmul_precision)},
                         {"batch", B}, {"seq_len", T}, {"steps", steps},
-                        {"tokens_per_s", tps}, {"mflop_per_token", fpt / 1e6},
+                        {"tokens_per_s", tps}, {"tokens_per_cpu_s", (double)B * T * steps / cpu_secs},
+                        {"mflop_per_token", fpt / 1e6},
                         {"model_gflops", tps * fpt / 1e9}, {"sgemm_gflops", gemm},
                         {"fraction_of_sgemm", tps * fpt / 1e9 / gemm},
                         {"peak_rss_mb", ru.ru_maxrss / 1024.0}, {"last_loss", loss},
