@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training throughput of mohge vs PyTorch (autograd, AdamW) on the preset configs, in fp32 and in
-# bf16 mixed precision (mohge: model.matmul_precision = "bf16"; PyTorch: CPU autocast).
+# bf16 mixed precision (mohge: run.matmul_precision = "bf16"; PyTorch: CPU autocast).
 #
 #   bench/run_benchmarks.sh [CONFIG ...]      # names from configs/, default: all five presets
 #
@@ -65,7 +65,7 @@ for c in "${CONFIGS[@]}"; do
   T=$("$MOHGE" config "configs/$c.toml" --get train.seq_len)
   INIT_CMD[$c]="$MOHGE init configs/$c.toml --out /tmp/mohge_bench_$c"
   for p in "${PRECS[@]}"; do
-    BENCH_CMD[$c.$p]="$BENCH configs/$c.toml --steps $STEPS --warmup $WARMUP --set model.matmul_precision=$p"
+    BENCH_CMD[$c.$p]="$BENCH configs/$c.toml --steps $STEPS --warmup $WARMUP --set run.matmul_precision=$p"
     TORCH_CMD[$c.$p]="$PY bench/torch_bench.py --checkpoint /tmp/mohge_bench_$c --batch $B --seq $T --steps $STEPS --warmup $WARMUP"
     if [[ $p == bf16 ]]; then TORCH_CMD[$c.$p]+=" --bf16"; fi
     if [[ ${CHECK:-0} == 1 ]]; then TORCH_CMD[$c.$p]+=" --check"; fi

@@ -26,7 +26,7 @@ the result as "check" to the JSON, and fails (exit 1) if they disagree.
 Threads: PyTorch's default unless --threads K (torch.set_num_threads).
 --bf16: the forward under torch.autocast("cpu", dtype=torch.bfloat16) — PyTorch's mixed
 precision (linear, matmul, bmm in bf16 through oneDNN; softmax and losses in fp32; fp32 weights
-and optimizer), to compare with the engine's model.matmul_precision = "bf16".
+and optimizer), to compare with the engine's run.matmul_precision = "bf16".
 """
 import argparse
 import ctypes

@@ -74,7 +74,7 @@ ModelConfig tiny(const std::string& kind) {
   c.num_kv_heads = 2;
   c.intermediate_size = 48;
   c.max_seq_len = 32;
-  c.ffn_kind = kind;
+  c.ffn_kind = ffn_kind_from_string(kind);
   MoeConfig& m = c.moe;
   if (kind == "mohge") {
     m.kind = MoeKind::mohge;

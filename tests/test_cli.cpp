@@ -176,19 +176,47 @@ TEST(CliConfig, UnknownKeyAndUnknownSection) {
 }
 
 TEST(CliConfig, NonPositiveSizes) {
-  EXPECT_CLI_ERROR("config --set model.hidden_size=0", "model.hidden_size must be > 0");
-  EXPECT_CLI_ERROR("train --set model.hidden_size=0", "model.hidden_size must be > 0");
-  EXPECT_CLI_ERROR("config --set train.batch_size=-1", "train.batch_size must be > 0");
-  EXPECT_CLI_ERROR("config --set model.num_layers=-3", "model.num_layers must be > 0");
-  EXPECT_CLI_ERROR("config --set model.vocab_size=0", "model.vocab_size must be > 0");
-  EXPECT_CLI_ERROR("config --set train.seq_len=0", "train.seq_len must be > 0");
+  EXPECT_CLI_ERROR("config --set model.hidden_size=0", "model.hidden_size = 0 must be in [1, 65536]");
+  EXPECT_CLI_ERROR("train --set model.hidden_size=0", "model.hidden_size = 0 must be in [1, 65536]");
+  EXPECT_CLI_ERROR("config --set train.batch_size=-1", "train.batch_size = -1 must be in [1, 65536]");
+  EXPECT_CLI_ERROR("config --set model.num_layers=-3", "model.num_layers = -3 must be in [1, 1024]");
+  EXPECT_CLI_ERROR("config --set model.vocab_size=0", "model.vocab_size = 0 must be in [1, 2097152]");
+  EXPECT_CLI_ERROR("config --set train.seq_len=0", "train.seq_len = 0 must be in [1, 1048576]");
   EXPECT_CLI_ERROR("config --set model.hidden_size=1.5", "model.hidden_size must be an integer");
   EXPECT_CLI_ERROR("config --set train.lr=fast", "train.lr must be a number");
 }
 
 TEST(CliConfig, UnknownMatmulPrecision) {
-  EXPECT_CLI_ERROR("config --set model.matmul_precision=fp16", "model.matmul_precision = \"fp16\": expected \"fp32\" or \"bf16\"");
-  EXPECT_CLI_ERROR("train --set model.matmul_precision=16", "model.matmul_precision must be a string");
+  EXPECT_CLI_ERROR("config --set run.matmul_precision=fp16", "run.matmul_precision = \"fp16\" must be one of fp32, bf16");
+  EXPECT_CLI_ERROR("train --set run.matmul_precision=16", "run.matmul_precision must be a string (got 16)");
+}
+
+// issue 12: every real value finite, every size bounded, one line naming the key
+TEST(CliConfig, OutOfRangeValuesNameTheKey) {
+  EXPECT_CLI_ERROR("train --set run.threads=200000", "run.threads = 200000 must be in [0, 1024]");
+  EXPECT_CLI_ERROR("train --set model.ffn_kind=mohge --set moe.num_expert_groups=100000",
+                   "moe.num_expert_groups = 100000 must be in [1, 1024]");
+  EXPECT_CLI_ERROR("train --set train.lr=inf", "train.lr = inf must be finite and > 0");
+  EXPECT_CLI_ERROR("config --set model.init_std=inf", "model.init_std = inf must be finite and > 0");
+  EXPECT_CLI_ERROR("config --set train.eps=nan", "train.eps = nan must be finite and > 0");
+  EXPECT_CLI_ERROR("config --set model.hidden_size=1" + std::string(299, '0'), "(300 characters)");
+}
+
+TEST(CliConfig, RunSettingsLiveInTheRunSection) {
+  EXPECT_CLI_ERROR("config --set model.matmul_precision=bf16", "model.matmul_precision moved to run.matmul_precision");
+  EXPECT_CLI_ERROR("train --set train.threads=1", "train.threads moved to run.threads");
+  EXPECT_CLI_ERROR("train --set run.backend=cuda", "the cuda backend is not compiled into this build");
+  CliResult r = mohge("config --set run.threads=2 --get run.threads");
+  EXPECT_CLI_OK(r);
+  EXPECT_EQ(lines(r.out), std::vector<std::string>{"2"});
+}
+
+// docs/CONFIG.md is the generated reference: regenerate it with `mohge config --keys > docs/CONFIG.md`
+TEST(CliConfig, KeysReferenceIsDocsConfigMd) {
+  CliResult r = mohge("config --keys");
+  EXPECT_CLI_OK(r);
+  EXPECT_EQ(r.out, read_file_text(std::string(MOHGE_SOURCE_DIR) + "/docs/CONFIG.md"))
+      << "docs/CONFIG.md is stale: run `build/mohge config --keys > docs/CONFIG.md`";
 }
 
 TEST(CliConfig, HeadsNotDividingTheWidth) {
@@ -216,7 +244,8 @@ TEST(CliConfig, TopPOutsideZeroOne) {
   for (const char* p : {"1.5", "0", "-0.2"})
     EXPECT_CLI_ERROR(std::string("config --set model.ffn_kind=hmoe --set moe.router=top_p --set moe.top_p=") + p,
                      std::string("moe.top_p = ") + (std::string(p) == "0" ? "0" : p) + " must be in (0, 1]");
-  EXPECT_CLI_ERROR("config --set model.ffn_kind=hmoe --set moe.router=top_q", "unknown router 'top_q'");
+  EXPECT_CLI_ERROR("config --set model.ffn_kind=hmoe --set moe.router=top_q",
+                   "moe.router = \"top_q\" must be one of top_k, top_p, two_level");
 }
 
 TEST(CliConfig, MohgeWidthsNotMatchingGroups) {
@@ -591,7 +620,7 @@ TEST(CliEndToEnd, TrainResumeEvalGenerate) {
       " --set model.vocab_size=300 --set model.hidden_size=16 --set model.num_layers=1 --set model.num_heads=2"
       " --set model.num_kv_heads=1 --set model.intermediate_size=32 --set model.max_seq_len=16"
       " --set train.batch_size=2 --set train.seq_len=16 --set train.steps=6 --set train.eval_every=0"
-      " --set train.eval_batches=2 --set train.threads=1 --set data.dir=" + q(d / "data") +
+      " --set train.eval_batches=2 --set run.threads=1 --set data.dir=" + q(d / "data") +
       " --set train.out_dir=" + q(d / "run");
   CliResult r = mohge("train -q --stop-after 3" + sets);
   EXPECT_CLI_OK(r);

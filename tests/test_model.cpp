@@ -50,7 +50,7 @@ ModelConfig tiny_config(const std::string& kind, GateNorm gate_norm = GateNorm::
   c.intermediate_size = 24;
   c.max_seq_len = 16;
   c.init_std = 0.1;
-  c.ffn_kind = kind;
+  c.ffn_kind = ffn_kind_from_string(kind);
   MoeConfig& m = c.moe;
   if (kind == "moe") {
     m.kind = MoeKind::moe;
@@ -788,10 +788,12 @@ TEST_F(BadCheckpoint, MalformedConfigJson) {
   write_file_atomic(cfgp(), "{\"vocab_size\": 32, \"hidden_size\": ");
   EXPECT_ERROR(model_load(dir_.str()), "malformed JSON");
   write_file_atomic(cfgp(), "{\"vocab_size\": \"many\"}");
-  EXPECT_ERROR(model_load(dir_.str()), "bad config.json");
+  EXPECT_ERROR(model_load(dir_.str()), "config.json: vocab_size must be an integer (got \"many\")");
   auto j = nlohmann::json::parse(R"({"vocab_size": 32})");
   write_config(j);
-  EXPECT_ERROR(model_load(dir_.str()), "hidden_size");
+  EXPECT_ERROR(model_load(dir_.str()), "config.json has no 'hidden_size'");
+  write_file_atomic(cfgp(), "[1, 2]");
+  EXPECT_ERROR(model_load(dir_.str()), "config.json must be a JSON object");
 }
 
 TEST_F(BadCheckpoint, HeadsDoNotDivideHiddenSize) {
@@ -806,18 +808,22 @@ TEST_F(BadCheckpoint, NegativeOrZeroSizesInConfig) {
   auto j = config();
   j["vocab_size"] = 0;
   write_config(j);
-  EXPECT_ERROR(model_load(dir_.str()), "vocab_size must be > 0");
+  EXPECT_ERROR(model_load(dir_.str()), "config.json: vocab_size = 0 must be in [1, 2097152]");
   j["vocab_size"] = 32;
   j["num_hidden_layers"] = -2;
   write_config(j);
-  EXPECT_ERROR(model_load(dir_.str()), "num_layers must be > 0");
+  EXPECT_ERROR(model_load(dir_.str()), "config.json: num_hidden_layers = -2 must be in [1, 1024]");
 }
 
 TEST_F(BadCheckpoint, UnknownFfnKindOrRouter) {
   auto j = config();
   j["router"] = "top_q";
   write_config(j);
-  EXPECT_ERROR(model_load(dir_.str()), "unknown router 'top_q'");
+  EXPECT_ERROR(model_load(dir_.str()), "config.json: router = \"top_q\" must be one of top_k, top_p, two_level");
+  j["router"] = "two_level";
+  j["ffn_kind"] = "sparse";
+  write_config(j);
+  EXPECT_ERROR(model_load(dir_.str()), "config.json: ffn_kind = \"sparse\" must be one of dense, moe, hmoe, mohge");
 }
 
 TEST(CheckpointResolve, ClearErrorsForNonCheckpoints) {

@@ -89,7 +89,7 @@ RunConfig tiny_run(const std::string& out_dir, const std::string& kind, std::vec
       "data.dir=\"" + ds.data_dir + "\"", "data.tokenizer=\"" + ds.tokenizer + "\"",
       "train.batch_size=4", "train.seq_len=32", "train.steps=20", "train.lr=3e-3", "train.min_lr=3e-4",
       "train.warmup_steps=3", "train.eval_every=0", "train.eval_batches=4", "train.checkpoint_every=0",
-      "train.keep_checkpoints=3", "train.out_dir=\"" + out_dir + "\"", "train.threads=1", "train.seed=7"};
+      "train.keep_checkpoints=3", "train.out_dir=\"" + out_dir + "\"", "run.threads=1", "train.seed=7"};
   if (kind == "moe") {
     for (const char* s : {"moe.num_experts=4", "moe.expert_width=16", "moe.num_experts_per_tok=2",
                           "moe.load_balance_coef=0.01"})
@@ -228,7 +228,7 @@ TEST(Training, Bf16RunLearnsAsFp32Does) {
     TmpDir out;
     RunConfig rc = tiny_run(out.str(), "mohge", {"train.steps=60", "train.batch_size=8", "train.lr=1e-2",
                                                   "train.min_lr=1e-3", "train.eval_every=60",
-                                                  k ? "model.matmul_precision=\"bf16\"" : "model.matmul_precision=\"fp32\""});
+                                                  k ? "run.matmul_precision=\"bf16\"" : "run.matmul_precision=\"fp32\""});
     ASSERT_EQ(rc.model.matmul_precision, k ? Precision::bf16 : Precision::fp32);
     val[k] = train_run(rc, quiet()).val_loss;
   }
@@ -289,7 +289,7 @@ TEST(Resume, DenseResumedRunEqualsUninterruptedRun) { resume_equality("dense", {
 
 TEST(Resume, Bf16ResumedRunEqualsUninterruptedRun) {
   if (!bf16_supported()) GTEST_SKIP() << "no AVX512-BF16 on this CPU: bf16 training not run";
-  resume_equality("mohge", {"model.matmul_precision=\"bf16\""});
+  resume_equality("mohge", {"run.matmul_precision=\"bf16\""});
 }
 
 // mohge: the group loss switches on at step 9, inside the second half (after the resume at 6).
@@ -601,8 +601,8 @@ TEST(Determinism, SameSeedGivesIdenticalLogs) {
 TEST(TrainConfigErrors, BadValuesNameTheKey) {
   EXPECT_ERROR(run_config_read("", {"train.lrr=1"}), "unknown config key 'train.lrr'");
   EXPECT_ERROR(run_config_read("", {"optim.lr=1"}), "optim");
-  EXPECT_ERROR(run_config_read("", {"train.batch_size=-1"}), "train.batch_size must be > 0");
-  EXPECT_ERROR(run_config_read("", {"train.grad_accum=0"}), "train.grad_accum must be > 0");
+  EXPECT_ERROR(run_config_read("", {"train.batch_size=-1"}), "train.batch_size = -1 must be in [1, 65536]");
+  EXPECT_ERROR(run_config_read("", {"train.grad_accum=0"}), "train.grad_accum = 0 must be in [1, 65536]");
   EXPECT_ERROR(run_config_read("", {"train.seq_len=512"}), "exceeds model.max_seq_len");
   EXPECT_ERROR(run_config_read("", {"train.beta2=1.0"}), "beta2");
   EXPECT_ERROR(run_config_read("", {"train.lr=\"fast\""}), "train.lr must be a number");

@@ -178,7 +178,7 @@ inline ModelConfig tiny_model_config(const std::string& kind, int max_seq_len, d
   c.num_kv_heads = 2;
   c.intermediate_size = 32;
   c.max_seq_len = max_seq_len;
-  c.ffn_kind = kind;
+  c.ffn_kind = ffn_kind_from_string(kind);
   if (kind == "mohge") {
     MoeConfig& m = c.moe;
     m.kind = MoeKind::mohge;

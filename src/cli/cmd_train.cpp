@@ -55,13 +55,16 @@ void register_train_commands(CLI::App& app) {
     fmt::print("wrote {} ({} parameters)\n", i_out, m.params.count());
   });
 
-  auto* cfg = app.add_subcommand("config", "validate a config and print it resolved (or one key)");
+  auto* cfg = app.add_subcommand("config", "validate a config and print it resolved (or one key, or every key's reference)");
   static std::string c_config, c_get;
   static std::vector<std::string> c_sets;
+  static bool c_keys = false;
   cfg->add_option("config", c_config, "TOML config (default: built-in defaults)")->check(CLI::ExistingFile);
   cfg->add_option("--set", c_sets, "override a config key (repeatable)")->allow_extra_args(false);
   cfg->add_option("--get", c_get, "print only this key, e.g. train.out_dir");
+  cfg->add_flag("--keys", c_keys, "print the reference of every key (markdown: docs/CONFIG.md)");
   add_action(cfg, [] {
+    if (c_keys) return fmt::print("{}", run_config_reference());
     RunConfig rc = run_config_read(c_config, c_sets);
     if (c_get.empty()) return fmt::print("{}\n", rc.toml);
     auto doc = TomlDoc::parse_string(rc.toml, "<resolved>");

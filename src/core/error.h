@@ -1,4 +1,4 @@
-// defines: mohge::Error, mohge::fail, MOHGE_CHECK
+// defines: mohge::Error, mohge::fail, MOHGE_CHECK, mohge::shortened
 // Every user-facing failure (bad config, data, checkpoint, flags) is a mohge::Error with a one-line
 // message naming the problem; the CLI prints it and exits non-zero. Internal invariants use the
 // same macro: a clear message beats an abort.
@@ -16,6 +16,16 @@ struct Error : std::runtime_error {
 template <class... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));
+}
+
+// A value quoted in a message, as written but at most ~40 characters: "1000000… (302 characters)".
+// A 300-digit number or a pasted file never floods the one error line.
+inline std::string shortened(const std::string& s) {
+  constexpr size_t kKeep = 32;
+  if (s.size() <= kKeep + 8) return s;
+  size_t cut = kKeep;
+  while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;  // not inside a UTF-8 character
+  return fmt::format("{}… ({} characters)", s.substr(0, cut), s.size());
 }
 
 }  // namespace mohge

@@ -154,7 +154,7 @@ RoutingRecorder::RoutingRecorder(const ModelConfig& cfg) : cfg_(cfg) {
       L.gate.assign((size_t)E * V, 0.0);
       layers_.push_back(std::move(L));
     }
-  MOHGE_CHECK(!layers_.empty(), "no MoE layers to analyze (ffn_kind = {}, {} layers)", cfg.ffn_kind, cfg.num_layers);
+  MOHGE_CHECK(!layers_.empty(), "no MoE layers to analyze (ffn_kind = {}, {} layers)", to_string(cfg.ffn_kind), cfg.num_layers);
   occ_.assign(V, 0.0);
 }
 
@@ -219,7 +219,7 @@ json analyze_routing(const RoutingRecorder& rec, const std::vector<double>& freq
   json out;
 
   // ---- model
-  json jm = {{"ffn_kind", c.ffn_kind}, {"moe_kind", to_string(m.kind)}, {"router", to_string(m.router)},
+  json jm = {{"ffn_kind", to_string(c.ffn_kind)}, {"moe_kind", to_string(m.kind)}, {"router", to_string(m.router)},
              {"num_layers", c.num_layers}, {"hidden_size", d}, {"vocab_size", V}, {"num_experts", E},
              {"expert_widths", W}, {"num_experts_per_tok", m.num_experts_per_tok},
              {"shared_expert_width", m.shared_expert_width}};

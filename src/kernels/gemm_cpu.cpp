@@ -88,7 +88,7 @@ void gemm_bf16(bool ta, bool tb, int M, int N, int K, const float* A, int lda, c
                int ldb, float beta, float* C, int ldc) {
   Bf16Matmuls& mm = bf16_matmuls();
   MOHGE_CHECK(mm.supported(), "bf16 matmuls need a CPU with AVX512-BF16 (this one has none): use "
-              "model.matmul_precision = \"fp32\"");
+              "run.matmul_precision = \"fp32\"");
   MOHGE_CHECK(beta == 0.0f || beta == 1.0f, "gemm: bf16 supports beta 0 or 1, got {}", beta);
   MOHGE_CHECK(ldc == N, "gemm: bf16 needs a packed C (ldc {} != N {})", ldc, N);
   // thread-local: experts call this concurrently from several threads

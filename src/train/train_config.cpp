@@ -1,74 +1,126 @@
+// defines: the [data], [train] and [run] schemas, run_config_read, run_config_reference
 #include "train/train_config.h"
 
+#include <sstream>
+
+#include "core/config_schema.h"
 #include "core/error.h"
 
 namespace mohge {
 
+// run.matmul_precision is an enum key: its names are kernels/gemm.h's.
+static const char* to_string(Precision p) { return precision_name(p); }
+static std::span<const Precision> enum_values(Precision) {
+  static constexpr Precision v[] = {Precision::fp32, Precision::bf16};
+  return v;
+}
+
+constexpr double kMaxSteps = 1e9;  // steps and step intervals
+
+static const ConfigSchema<DataConfig>& data_schema() {
+  using D = DataConfig;
+  static const ConfigSchema<D> schema{
+      "data",
+      "The token shards (`mohge data prepare`) and their tokenizer.",
+      {
+          {"dir", &D::dir, {}, "directory holding train.bin and val.bin"},
+          {"tokenizer", &D::tokenizer, {}, "SentencePiece model; \"\" = DIR/tokenizer.model",
+           {.default_text = "\"DIR/tokenizer.model\""}},
+      }};
+  return schema;
+}
+
+static const ConfigSchema<TrainConfig>& train_schema() {
+  using T = TrainConfig;
+  static const ConfigSchema<T> schema{
+      "train",
+      "The optimisation (AdamW, linear warmup then cosine decay), evaluation, checkpoints and logs.",
+      {
+          {"batch_size", &T::batch_size, closed(1, 65536), "sequences per micro-batch"},
+          {"seq_len", &T::seq_len, closed(1, 1 << 20), "tokens per sequence (≤ model.max_seq_len)"},
+          {"grad_accum", &T::grad_accum, closed(1, 65536), "micro-batches per optimizer step"},
+          {"steps", &T::steps, closed(1, kMaxSteps), "optimizer steps of the run"},
+          {"lr", &T::lr, greater(0), "peak learning rate, reached after warmup_steps"},
+          {"min_lr", &T::min_lr, at_least(0), "learning rate at the end of the cosine decay"},
+          {"warmup_steps", &T::warmup_steps, closed(0, kMaxSteps), "steps of linear warmup from 0"},
+          {"weight_decay", &T::weight_decay, at_least(0), "decoupled weight decay (AdamW)"},
+          {"beta1", &T::beta1, closed_open(0, 1), "AdamW β1"},
+          {"beta2", &T::beta2, closed_open(0, 1), "AdamW β2"},
+          {"eps", &T::eps, greater(0), "AdamW ε"},
+          {"grad_clip", &T::grad_clip, at_least(0), "clip the global gradient norm to this; 0 = off"},
+          {"decay_norms_and_embeddings", &T::decay_norms_and_embeddings, {},
+           "weight decay also on norms and embeddings"},
+          {"seed", &T::seed, at_least(0), "initialisation and data order"},
+          {"eval_every", &T::eval_every, closed(0, kMaxSteps), "steps between validation losses; 0 = at the end only"},
+          {"eval_batches", &T::eval_batches, closed(1, 1e6), "batches per validation loss"},
+          {"checkpoint_every", &T::checkpoint_every, closed(0, kMaxSteps),
+           "steps between checkpoints; 0 = at the end only"},
+          {"keep_checkpoints", &T::keep_checkpoints, closed(1, 1e6), "newest checkpoints kept"},
+          {"log_every", &T::log_every, closed(1, kMaxSteps), "steps between progress lines when not on a terminal"},
+          {"out_dir", &T::out_dir, {}, "run directory: log.jsonl, checkpoints/"},
+          {"routing_devices", &T::routing_devices, closed(1, 4096),
+           "devices of the placement load in the step log (MoE); mohge: all_size must balance them"},
+      },
+      {.moved = {{"threads", "run.threads"}}}};
+  return schema;
+}
+
+static const ConfigSchema<RunSettings>& run_schema() {
+  using R = RunSettings;
+  static const ConfigSchema<R> schema{
+      "run",
+      "How the run executes, not what it computes: none of it is part of config.json.",
+      {
+          {"backend", &R::backend, one_of({"cpu", "cuda"}), "compute backend (cuda: not compiled in yet)"},
+          {"matmul_precision", &R::matmul_precision, {},
+           "bf16: matmul inputs rounded to bfloat16, products summed in fp32 (PyTorch autocast); weights, "
+           "optimizer, norms, softmaxes, losses and routers stay fp32. About 1.5× on CPUs with AVX512-BF16 "
+           "(an error elsewhere)"},
+          {"threads", &R::threads, closed(0, 1024), "OpenMP threads; 0 = all cores"},
+      }};
+  return schema;
+}
+
 RunConfig run_config_read(const std::string& path, const std::vector<std::string>& overrides) {
   TomlDoc doc = path.empty() ? TomlDoc::parse_string("", "<defaults>") : TomlDoc::parse_file(path);
   for (auto& o : overrides) doc.apply_override(o);
-  doc.check_sections({"model", "moe", "data", "train"});
+  doc.check_sections({"model", "moe", "data", "train", "run"});
   RunConfig rc;
-  rc.model = model_config_read(doc);
+  toml::table resolved;
+  rc.model = model_config_read(doc, resolved);
 
-  TomlSection d(doc, "data");
-  d.get("dir", rc.data.dir);
-  d.get("tokenizer", rc.data.tokenizer);
-  d.finish();
+  data_schema().read_section(doc.section("data"), rc.data, doc.source());
   if (rc.data.tokenizer.empty()) rc.data.tokenizer = rc.data.dir + "/tokenizer.model";
+  train_schema().read_section(doc.section("train"), rc.train, doc.source());
+  MOHGE_CHECK(rc.train.seq_len <= rc.model.max_seq_len, "train.seq_len = {} exceeds model.max_seq_len = {}",
+              rc.train.seq_len, rc.model.max_seq_len);
+  run_schema().read_section(doc.section("run"), rc.run, doc.source());
+  MOHGE_CHECK(rc.run.backend == "cpu",
+              "run.backend = \"{}\": the {} backend is not compiled into this build (available: cpu)",
+              rc.run.backend, rc.run.backend);
+  rc.model.matmul_precision = rc.run.matmul_precision;
+  rc.train.threads = rc.run.threads;
 
-  TrainConfig& t = rc.train;
-  TomlSection s(doc, "train");
-  int64_t seed = (int64_t)t.seed;
-  s.get("batch_size", t.batch_size);
-  s.get("seq_len", t.seq_len);
-  s.get("grad_accum", t.grad_accum);
-  s.get("steps", t.steps);
-  s.get("lr", t.lr);
-  s.get("min_lr", t.min_lr);
-  s.get("warmup_steps", t.warmup_steps);
-  s.get("weight_decay", t.weight_decay);
-  s.get("beta1", t.beta1);
-  s.get("beta2", t.beta2);
-  s.get("eps", t.eps);
-  s.get("grad_clip", t.grad_clip);
-  s.get("decay_norms_and_embeddings", t.decay_norms_and_embeddings);
-  s.get("seed", seed);
-  s.get("eval_every", t.eval_every);
-  s.get("eval_batches", t.eval_batches);
-  s.get("checkpoint_every", t.checkpoint_every);
-  s.get("keep_checkpoints", t.keep_checkpoints);
-  s.get("log_every", t.log_every);
-  s.get("out_dir", t.out_dir);
-  s.get("threads", t.threads);
-  s.get("routing_devices", t.routing_devices);
-  s.finish();
-  t.seed = (uint64_t)seed;
-  auto positive = [](const char* k, double v) { MOHGE_CHECK(v > 0, "train.{} must be > 0 (got {})", k, v); };
-  auto nonneg = [](const char* k, double v) { MOHGE_CHECK(v >= 0, "train.{} must be >= 0 (got {})", k, v); };
-  positive("batch_size", t.batch_size);
-  positive("seq_len", t.seq_len);
-  positive("grad_accum", t.grad_accum);
-  positive("steps", t.steps);
-  positive("lr", t.lr);
-  nonneg("min_lr", t.min_lr);
-  nonneg("warmup_steps", t.warmup_steps);
-  nonneg("weight_decay", t.weight_decay);
-  nonneg("grad_clip", t.grad_clip);
-  positive("eps", t.eps);
-  nonneg("eval_every", t.eval_every);
-  positive("eval_batches", t.eval_batches);
-  nonneg("checkpoint_every", t.checkpoint_every);
-  positive("keep_checkpoints", t.keep_checkpoints);
-  positive("log_every", t.log_every);
-  nonneg("threads", t.threads);
-  positive("routing_devices", t.routing_devices);
-  MOHGE_CHECK(t.beta1 >= 0 && t.beta1 < 1 && t.beta2 >= 0 && t.beta2 < 1,
-              "train.beta1 and train.beta2 must be in [0, 1)");
-  MOHGE_CHECK(t.seq_len <= rc.model.max_seq_len, "train.seq_len = {} exceeds model.max_seq_len = {}",
-              t.seq_len, rc.model.max_seq_len);
-  rc.toml = doc.to_toml();
+  resolved.insert_or_assign("data", data_schema().to_toml(rc.data));
+  resolved.insert_or_assign("train", train_schema().to_toml(rc.train));
+  resolved.insert_or_assign("run", run_schema().to_toml(rc.run));
+  std::stringstream ss;
+  ss << resolved;
+  rc.toml = ss.str();
   return rc;
+}
+
+std::vector<const ConfigSection*> run_config_sections() {
+  return {&model_schema(), &moe_schema(), &expert_layout_schema(), &data_schema(), &train_schema(), &run_schema()};
+}
+
+std::string run_config_reference() {
+  return "# Config reference\n\n"
+         "A run is one TOML file of the sections below. Every key is optional (its default applies) and can be "
+         "overridden with `--set section.key=value` (the value is parsed as TOML; bare words are strings). "
+         "Unknown sections and keys are errors; real values must be finite. `mohge config [CONFIG]` prints a "
+         "config fully resolved. This file is the output of `mohge config --keys`.\n" +
+         config_reference(run_config_sections());
 }
 
 }  // namespace mohge

@@ -1,6 +1,7 @@
-// defines: TrainConfig, DataConfig, RunConfig, run_config_read
-// A run is one TOML file ([model], [moe], [data], [train]); every key can be overridden with
-// --set section.key=value. Unknown keys and sections are errors.
+// defines: TrainConfig, DataConfig, RunSettings, RunConfig, run_config_read, run_config_reference
+// A run is one TOML file ([model], [moe], [data], [train], [run]); every key can be overridden
+// with --set section.key=value. Unknown keys and sections are errors. Every key is declared once,
+// in its section's schema (core/config_schema.h); `mohge config --keys` prints them all.
 #pragma once
 #include <string>
 
@@ -8,6 +9,8 @@
 #include "model/model_config.h"
 
 namespace mohge {
+
+struct ConfigSection;  // core/config_schema.h
 
 struct DataConfig {
   std::string dir = "data/default";  // holds train.bin, val.bin (mohge data prepare)
@@ -33,18 +36,31 @@ struct TrainConfig {
   int keep_checkpoints = 2;
   int log_every = 10;      // progress lines when stdout is not a terminal
   std::string out_dir = "runs/default";
-  int threads = 0;         // 0 = all cores
+  int threads = 0;         // 0 = all cores (read from run.threads)
   int routing_devices = 4; // device count of the per-step placement load report (MoE)
+};
+
+// How a run executes, not what it computes ([run]). Its values are also copied to
+// ModelConfig::matmul_precision and TrainConfig::threads, where the engine reads them today.
+struct RunSettings {
+  std::string backend = "cpu";                   // compute backend: cpu (cuda: not compiled in)
+  Precision matmul_precision = Precision::fp32;  // fp32 | bf16 (mixed precision, kernels/gemm.h)
+  int threads = 0;                               // OpenMP threads; 0 = all cores
 };
 
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
+  RunSettings run;
   std::string toml;  // the resolved config, stored with checkpoints
 };
 
 // Reads a TOML file (or the built-in defaults when path is empty) with overrides applied.
 RunConfig run_config_read(const std::string& path, const std::vector<std::string>& overrides);
+// Every section's schema in file order ([moe] has two: routing and width layout).
+std::vector<const ConfigSection*> run_config_sections();
+// Markdown reference of every key of every section (docs/CONFIG.md is this text).
+std::string run_config_reference();
 
 }  // namespace mohge

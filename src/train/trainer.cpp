@@ -65,7 +65,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   DataLoader train_loader(train_shard, B, T, tc.seed);
   DataLoader val_loader(val_shard, B, T, tc.seed);
 
-  if (rc.model.ffn_kind == "mohge") {  // all_size must balance the reported device count
+  if (rc.model.ffn_kind == FfnKind::mohge) {  // all_size must balance the reported device count
     const MoeConfig& m = rc.model.moe;
     try {
       place_experts(PlacementPolicy::all_size, m.expert_widths, m.num_expert_groups, m.experts_per_group,
