@@ -91,6 +91,10 @@ TEST(ConfigValues, TheIssueCasesNameTheirKey) {
   // each factor within its bound, the product not
   EXPECT_CONTAINS(error_of({"model.ffn_kind=mohge", "moe.num_expert_groups=1000", "moe.experts_per_group=1000"}),
                   "moe.num_expert_groups × experts_per_group = 1000 × 1000 = 1000000 exceeds the 1024 experts");
+  // and the experts of all layers together: 1024 layers of 1024 experts would be 3 M tensors
+  EXPECT_CONTAINS(error_of({"model.ffn_kind=moe", "model.num_layers=1024", "moe.num_experts=1024"}),
+                  "(model.num_layers − first_dense_layers) × moe.num_experts = 1024 × 1024 = 1048576 experts; "
+                  "at most 16384");
   // derived widths are checked as well: 384 + 1023 × 1048576 overflows no int and exceeds the bound
   EXPECT_CONTAINS(error_of({"model.ffn_kind=mohge", "moe.num_expert_groups=1024", "moe.experts_per_group=1",
                             "moe.group_width_step=1048576"}),

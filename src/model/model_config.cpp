@@ -36,8 +36,10 @@ static std::optional<MoeKind> moe_kind_of(FfnKind k) {
 
 // Upper bounds: far above any published decoder (LLaMA-3 405B: d = 16384, 126 layers, 128 heads,
 // 128 k vocabulary), low enough that no single size can exhaust memory or overflow an index.
+// kMaxExperts bounds the experts of all layers together (DeepSeek-V3: 58 × 256 = 14848): each is
+// three tensors, and one bound per key would still allow 1024 layers of 1024 experts.
 constexpr int kMaxVocab = 1 << 21, kMaxWidth = 1 << 16, kMaxLayers = 1024, kMaxHeads = 1024,
-              kMaxFfnWidth = 1 << 20, kMaxSeqLen = 1 << 20;
+              kMaxFfnWidth = 1 << 20, kMaxSeqLen = 1 << 20, kMaxExperts = 16384;
 
 const ConfigSchema<ModelConfig>& model_schema() {
   using C = ModelConfig;
@@ -94,6 +96,10 @@ void ModelConfig::validate() const {
     MOHGE_CHECK(moe.kind == moe_kind_of(ffn_kind), "moe kind {} does not match model.ffn_kind {}",
                 to_string(moe.kind), to_string(ffn_kind));
     moe.validate();
+    const long experts = (long)(num_layers - first_dense_layers) * moe.num_experts;
+    MOHGE_CHECK(experts <= kMaxExperts,
+                "the model has (model.num_layers − first_dense_layers) × moe.num_experts = {} × {} = {} experts; "
+                "at most {}", num_layers - first_dense_layers, moe.num_experts, experts, kMaxExperts);
   }
 }
 
