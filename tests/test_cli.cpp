@@ -205,7 +205,7 @@ TEST(CliConfig, OutOfRangeValuesNameTheKey) {
 TEST(CliConfig, RunSettingsLiveInTheRunSection) {
   EXPECT_CLI_ERROR("config --set model.matmul_precision=bf16", "model.matmul_precision moved to run.matmul_precision");
   EXPECT_CLI_ERROR("train --set train.threads=1", "train.threads moved to run.threads");
-  EXPECT_CLI_ERROR("train --set run.backend=cuda", "the cuda backend is not compiled into this build");
+  EXPECT_CLI_ERROR("train --set run.backend=tpu", "run.backend = \"tpu\" must be one of cpu, cuda");
   CliResult r = mohge("config --set run.threads=2 --get run.threads");
   EXPECT_CLI_OK(r);
   EXPECT_EQ(lines(r.out), std::vector<std::string>{"2"});

@@ -37,7 +37,7 @@ using namespace mohge;
 
 namespace {
 
-// Single-threaded unless OMP_NUM_THREADS is set (see test_util.h); train.threads = 1 in every run
+// Single-threaded unless OMP_NUM_THREADS is set (see test_util.h); run.threads = 1 in every run
 // below, for the same reason.
 const bool kSingleThreaded = test::single_threaded_unless_set();
 

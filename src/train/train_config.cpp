@@ -5,6 +5,7 @@
 
 #include "core/config_schema.h"
 #include "core/error.h"
+#include "kernels/backend.h"
 
 namespace mohge {
 
@@ -71,7 +72,7 @@ static const ConfigSchema<RunSettings>& run_schema() {
       "run",
       "How the run executes, not what it computes: none of it is part of config.json.",
       {
-          {"backend", &R::backend, one_of({"cpu", "cuda"}), "compute backend (cuda: not compiled in yet)"},
+          {"backend", &R::backend, one_of(backend_names()), "compute backend (kernels/backend.h)"},
           {"matmul_precision", &R::matmul_precision, {},
            "bf16: matmul inputs rounded to bfloat16, products summed in fp32 (PyTorch autocast); weights, "
            "optimizer, norms, softmaxes, losses and routers stay fp32. About 1.5× on CPUs with AVX512-BF16 "
@@ -95,9 +96,8 @@ RunConfig run_config_read(const std::string& path, const std::vector<std::string
   MOHGE_CHECK(rc.train.seq_len <= rc.model.max_seq_len, "train.seq_len = {} exceeds model.max_seq_len = {}",
               rc.train.seq_len, rc.model.max_seq_len);
   run_schema().read_section(doc.section("run"), rc.run, doc.source());
-  MOHGE_CHECK(rc.run.backend == "cpu",
-              "run.backend = \"{}\": the {} backend is not compiled into this build (available: cpu)",
-              rc.run.backend, rc.run.backend);
+  std::string why_not;
+  MOHGE_CHECK(backend_find(rc.run.backend, &why_not), "run.backend = \"{}\": {}", rc.run.backend, why_not);
   rc.model.matmul_precision = rc.run.matmul_precision;
   rc.train.threads = rc.run.threads;
 

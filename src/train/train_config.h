@@ -43,7 +43,7 @@ struct TrainConfig {
 // How a run executes, not what it computes ([run]). Its values are also copied to
 // ModelConfig::matmul_precision and TrainConfig::threads, where the engine reads them today.
 struct RunSettings {
-  std::string backend = "cpu";                   // compute backend: cpu (cuda: not compiled in)
+  std::string backend = "cpu";                   // a name of kernels/backend.h's registry
   Precision matmul_precision = Precision::fp32;  // fp32 | bf16 (mixed precision, kernels/gemm.h)
   int threads = 0;                               // OpenMP threads; 0 = all cores
 };
