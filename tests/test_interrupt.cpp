@@ -123,7 +123,7 @@ std::string train_args(const std::string& out, int threads = 1) {
       "train -q --set model.vocab_size=320 --set model.hidden_size=32 --set model.num_layers=2"
       " --set model.num_heads=2 --set model.intermediate_size=64 --set model.max_seq_len=32"
       " --set train.batch_size=4 --set train.seq_len=32 --set train.steps=100000 --set train.eval_every=0"
-      " --set train.eval_batches=2 --set train.checkpoint_every=0 --set train.threads={} --set data.dir={}"
+      " --set train.eval_batches=2 --set train.checkpoint_every=0 --set run.threads={} --set data.dir={}"
       " --set data.tokenizer={} --set train.out_dir={}",
       threads, q(corpus().data_dir), q(corpus().tokenizer), q(out));
 }

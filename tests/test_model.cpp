@@ -993,7 +993,7 @@ TEST(Generate, VocabLimitKeepsSamplesInsideTheTokenizerVocabulary) {
 }  // namespace
 
 // ------------------------------------------------------------------------------ mixed precision
-// model.matmul_precision = bf16 rounds matmul inputs to bfloat16 (8 significant bits) and keeps
+// run.matmul_precision = bf16 rounds matmul inputs to bfloat16 (8 significant bits) and keeps
 // everything else fp32, routers included. Same weights and batch as fp32: the loss, logits and
 // gradient direction agree to what 8-bit inputs allow, for every FFN kind.
 class MixedPrecision : public ::testing::TestWithParam<const char*> {};
