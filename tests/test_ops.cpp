@@ -994,7 +994,7 @@ TEST(VecMath, ExpApproxMatchesExpEverywhere) {
 // ------------------------------------------------------------------------------------- gemm
 // Every form of gemm (op(A), op(B), beta 0 / 1) with leading dimensions larger than the rows
 // (sub-matrices of bigger buffers), in each precision, against float64 products of the inputs
-// as the precision sees them. Odd sizes reach the kernels' edge handling.
+// as the precision sees them. Odd sizes reach the kernels' edge handling; K = 0 is an empty sum.
 TEST(Gemm, EveryFormAndLeadingDimensionMatchesFloat64) {
   for (mohge::Precision p : {mohge::Precision::fp32, mohge::Precision::bf16}) {
     if (p == mohge::Precision::bf16 && !mohge::bf16_supported()) {
@@ -1003,7 +1003,7 @@ TEST(Gemm, EveryFormAndLeadingDimensionMatchesFloat64) {
     }
     const bool bf = p == mohge::Precision::bf16;
     Rng rng(7);
-    for (auto [M, N, K] : {std::tuple{1, 1, 1}, {37, 19, 45}, {130, 70, 300}})
+    for (auto [M, N, K] : {std::tuple{1, 1, 1}, {37, 19, 45}, {130, 70, 300}, {5, 4, 0}})
       for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
           for (float beta : {0.0f, 1.0f}) {

@@ -17,7 +17,8 @@ bool bf16_supported();
 
 // C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, all row-major; op(X) = Xᵀ when trans_X,
 // with X stored as its untransposed shape and leading dimension ld_X. beta = 0 ignores C's
-// contents (NaNs included). Inside an OpenMP parallel region it runs on the calling thread only.
+// contents (NaNs included); K = 0 gives beta · C. Inside an OpenMP parallel region it runs on
+// the calling thread only.
 // bf16 supports alpha = 1, beta ∈ {0, 1} and a packed C (ldc = N): what matmul_forward/backward use.
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, Precision p = Precision::fp32);

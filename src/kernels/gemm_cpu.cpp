@@ -115,6 +115,11 @@ bool bf16_supported() { return bf16_matmuls().supported(); }
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, Precision p) {
   if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum (a rank without tokens): C = beta·C; oneDNN refuses K = 0
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+    return;
+  }
   if (p == Precision::bf16 && K > 0) {
     MOHGE_CHECK(alpha == 1.0f, "gemm: bf16 supports alpha = 1 only, got {}", alpha);
     return gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);

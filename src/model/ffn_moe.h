@@ -1,21 +1,33 @@
 // defines: MoeFfn — a mixture-of-experts FFN (moe / hmoe / mohge) with dropless dispatch
-// Forward: router logits (BLAS) -> routing (moe/router.h) -> tokens permuted so each expert's
-// rows are contiguous -> one SwiGLU GEMM chain per expert on exactly its rows (no padding to the
-// largest width, no per-token loops) -> outputs scattered back weighted by their gates.
-// Expert activations are packed by expert, so their size follows the tokens actually routed.
+// One layer on one expert-parallel rank (moe/expert_parallel.h), in four stages:
+//   router:     logits (fp32 GEMM) -> routing (moe/router.h) over this rank's tokens, all E experts
+//   dispatch:   assignments sorted by slot (owning rank, then expert; stable in token order), rows
+//               gathered into that send layout, then exchanged (moe/dispatcher.h)
+//   experts:    the experts this rank owns (model/moe_experts.h) on exactly their received rows
+//   combine:    outputs exchanged back, then out[t] = Σ_j w_j · y_j (+ the shared expert)
+// Backward runs the same stages in reverse. Router weights and the shared expert are on every rank;
+// the auxiliary losses and step statistics use this rank's routing (over all E experts). With one
+// rank (the default) the exchanges move nothing and the layer is the single-process one.
 #pragma once
+#include <memory>
 #include <vector>
 
+#include "core/collective.h"
 #include "model/ffn.h"
 #include "model/ffn_dense.h"
+#include "model/moe_experts.h"
 #include "moe/aux_loss.h"
+#include "moe/dispatcher.h"
+#include "moe/expert_parallel.h"
 #include "moe/router.h"
 
 namespace mohge {
 
 class MoeFfn : public Ffn {
  public:
-  MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix);
+  // Registers the router, the shared expert and the experts c.expert_parallel gives this rank.
+  // ep_group: the expert-parallel ranks' communicator, required when c.expert_parallel.size > 1.
+  MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix, Collective* ep_group = nullptr);
   void forward(float* out, const float* inp, int N, int64_t step) override;
   void backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) override;
   double aux_loss() const override { return aux_total_; }
@@ -23,36 +35,43 @@ class MoeFfn : public Ffn {
   double active_params_per_token() const override;
   void begin_step() override { step_stats_.reset(m_); }
   std::optional<FfnRouting> routing() const override { return FfnRouting{m_, routing_, step_stats_}; }
+  const ExpertSlots& slots() const { return slots_; }
+  const MoeExperts& experts() const { return experts_; }  // the experts this rank owns
 
  private:
-  bool experts_in_parallel() const;
+  void route(const float* inp, int N);
+  void route_backward(float* dinp, const float* inp, int N, float aux_scale);
+  void plan_send(int N);
   const BalanceStats* global_stats() const { return m_.global_batch_stats ? &step_stats_ : nullptr; }
   ParamTable& params_;
   MoeConfig m_;
   Precision prec_;  // of the expert matmuls; the router is always fp32
   int d_, E_, Ng_;
-  int gate_id_ = -1, group_gate_id_ = -1;
-  std::vector<SwigluIds> experts_;
-  SwigluIds shared_{};
   int64_t step_ = 0;
-  // routing of the last forward
-  Buffer<float> logits_, group_logits_;
+  // router
+  int gate_id_ = -1, group_gate_id_ = -1;
+  Buffer<float> logits_, group_logits_, dlogits_, dgroup_logits_;
   Routing routing_;
   RouterCache cache_;
   BalanceStats step_stats_;
-  // dispatch: assignments sorted by expert; pos_[j] = row of assignment j in the packed layout
-  std::vector<int> expert_offsets_, pos_, row_token_;
-  std::vector<int> expert_order_;  // experts by descending rows × width (scheduling order)
-  std::vector<size_t> act_offsets_;  // [E+1] offsets of each expert's [n_e, W_e] activations
-  Buffer<int32_t> dev_offsets_, dev_pos_, dev_row_token_;  // the routing on the backend
-  Buffer<float> dev_weight_;
-  Buffer<float> xe_, ye_, g_, u_, a_;
-  Buffer<float> sg_, su_, sa_;  // shared expert activations
-  // aux losses of the last forward
-  double aux_total_ = 0.0;
+  double aux_total_ = 0.0;  // aux losses of the last forward
   std::map<std::string, double> aux_terms_;
-  // backward scratch
-  Buffer<float> dye_, dxe_, dweight_, dlogits_, dgroup_logits_, scratch_;
+  // dispatch: send_rows_ [E] rows per slot; assignment j goes to send row pos_[j], which holds
+  // token send_token_[pos_[j]]
+  ExpertSlots slots_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::vector<int> send_rows_, pos_, send_token_;
+  Buffer<int32_t> dev_offsets_, dev_pos_, dev_send_token_;  // the routing and send layout on the backend
+  Buffer<float> dev_weight_;
+  Buffer<float> xs_;                      // [S,d] rows in send order
+  const float* xe_ = nullptr;             // [R,d] rows received for my experts (dispatch result)
+  Buffer<float> ye_, dxe_;                // [R,d] my experts' outputs, input gradients
+  const float* ys_ = nullptr;             // [S,d] outputs back in send order (combine result)
+  Buffer<float> dys_, dweight_;           // [S,d] output gradients in send order; [A] dL/dw
+  // experts
+  MoeExperts experts_;
+  SwigluIds shared_{};
+  Buffer<float> sg_, su_, sa_, scratch_;  // shared expert activations; backward scratch
 };
 
 }  // namespace mohge

@@ -7,6 +7,7 @@
 
 #include "core/toml_config.h"
 #include "kernels/gemm.h"
+#include "moe/expert_parallel.h"
 #include "moe/moe_config.h"
 
 namespace mohge {
@@ -34,6 +35,9 @@ struct ModelConfig {
   // How the model runs, not what it is (run.matmul_precision): not part of config.json (a
   // checkpoint trained in bf16 loads in fp32 and vice versa). Routers always run in fp32.
   Precision matmul_precision = Precision::fp32;
+  // Also a run setting: this process's share of every MoE layer's experts (moe/expert_parallel.h).
+  // The default, one rank holding all experts, is the single-process engine.
+  ExpertParallel expert_parallel;
 
   int head_dim() const { return hidden_size / num_heads; }
   bool is_moe() const { return ffn_kind != FfnKind::dense; }
