@@ -9,12 +9,13 @@
 //   expert side: rows for my experts [R,d]: by my expert (slot order), then source rank,
 //                each source's rows in its send order  ──► my experts ──► outputs [R,d]
 //
-// Rows are backend memory (kernels/backend.h). Backward mirrors it: combine_backward carries output gradients token side → expert side,
-// dispatch_backward carries input gradients expert side → token side. Counts go first (plan), then
-// rows. Every exchange is collective: every rank calls plan and the four exchanges in this order
-// (plan, dispatch, combine; combine_backward, dispatch_backward), even with zero rows to send or
-// receive. With a contiguous split of the tokens over ranks (rank 0 the first ones), each expert
-// sees its rows in the global token order, as the single-process layer does.
+// Rows are backend memory (kernels/backend.h). Backward mirrors it: combine_backward carries
+// output gradients token side → expert side, dispatch_backward carries input gradients expert
+// side → token side. Counts go first (plan), then rows. Every exchange is collective: every rank
+// calls plan and the four exchanges in this order (plan, dispatch, combine; combine_backward,
+// dispatch_backward), even with zero rows to send or receive. With a contiguous split of the
+// tokens over ranks (rank 0 the first ones), each expert sees its rows in the global token order,
+// as the single-process layer does.
 #pragma once
 #include <memory>
 #include <vector>

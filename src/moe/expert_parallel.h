@@ -15,7 +15,8 @@
 namespace mohge {
 
 // How the process runs a layer, not what the layer is (not part of config.json): the defaults, one
-// rank holding every expert, are the single-process engine.
+// rank holding every expert, are the single-process engine. Set by whoever starts the ranks (an
+// MPI launcher); no TOML key reads it yet.
 struct ExpertParallel {
   std::optional<PlacementPolicy> placement;  // unset: default_placement(kind)
   int size = 1;                              // D, expert-parallel ranks
