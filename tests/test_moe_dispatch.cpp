@@ -212,7 +212,7 @@ ModelConfig layer_config(const std::string& kind) {
   c.hidden_size = 16;
   c.num_layers = 2;
   c.init_std = 0.1;
-  c.ffn_kind = kind == "mohge" ? "mohge" : "hmoe";
+  c.ffn_kind = kind == "mohge" ? FfnKind::mohge : FfnKind::hmoe;
   MoeConfig& m = c.moe;
   m.num_experts = 8;
   if (kind == "mohge") {  // 4 groups × 2, arithmetic widths: all_size balances D = 2 and 4
