@@ -35,9 +35,11 @@ void register_data_commands(CLI::App& app) {
   prep->add_option("--out", prep_out, "output directory")->capture_default_str();
   prep->add_option("--val-fraction", prep_val, "share of documents for validation")->capture_default_str()->check(CLI::Range(0.0, 0.5));
   prep->add_option("--seed", prep_seed, "split seed")->capture_default_str();
+  static bool prep_replace = false;
+  prep->add_flag("--replace-invalid-utf8", prep_replace, kReplaceInvalidUtf8Help);
   add_action(prep, [] {
     Tokenizer tok = Tokenizer::load(prep_tok);
-    PrepareStats s = data_prepare(prep_in, tok, prep_out, prep_val, prep_seed, true);
+    PrepareStats s = data_prepare(prep_in, tok, prep_out, prep_val, prep_seed, true, invalid_utf8_policy(prep_replace));
     fmt::print("prepared {} documents: train {} tokens ({} docs), val {} tokens ({} docs) in {:.1f}s -> {}\n",
                s.documents, s.train_tokens, s.train_documents, s.val_tokens, s.val_documents, s.seconds, prep_out);
   });
@@ -53,10 +55,12 @@ void register_data_commands(CLI::App& app) {
   train->add_option("--out", tok_out, "model prefix (writes PREFIX.model, PREFIX.vocab)")->capture_default_str();
   train->add_option("--vocab-size", tok_vocab, "vocabulary size")->capture_default_str()->check(CLI::Range(64, 1 << 20));
   train->add_flag("-v,--verbose", tok_verbose);
+  static bool tok_replace = false;
+  train->add_flag("--replace-invalid-utf8", tok_replace, kReplaceInvalidUtf8Help);
   add_action(train, [] {
     fs::path parent = fs::path(tok_out).parent_path();
     if (!parent.empty()) fs::create_directories(parent);
-    tokenizer_train(tok_in, tok_out, tok_vocab, tok_verbose);
+    tokenizer_train(tok_in, tok_out, tok_vocab, tok_verbose, invalid_utf8_policy(tok_replace));
     fmt::print("tokenizer: {}.model ({} tokens)\n", tok_out, Tokenizer::load(tok_out + ".model").vocab_size());
   });
 }

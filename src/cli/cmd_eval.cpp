@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/fileio.h"
+#include "data/prepared_meta.h"
 #include "data/tokenizer.h"
 #include "eval/cloze.h"
 #include "eval/eval_loss.h"
@@ -26,6 +27,7 @@ struct EvalArgs {
   int batch = 8, seq = 0, n = 0, context_sentences = 3;
   uint64_t max_batches = 0, seed = 1234, split_seed = 1337;
   double val_fraction = 0.05;
+  bool replace_invalid_utf8 = false;
 };
 
 nlohmann::json mc_json(const McMetrics& m) {
@@ -55,21 +57,19 @@ void run_eval(const EvalArgs& a) {
     co.split_seed = a.split_seed;
     co.val_fraction = a.val_fraction;
     co.context_sentences = a.context_sentences;
+    co.invalid_utf8 = invalid_utf8_policy(a.replace_invalid_utf8);
     std::vector<std::string> corpus = a.corpus;
     if (!a.data.empty()) {
-      // a prepared dir: its meta.json names the source files, the seed and the val fraction
+      // a prepared dir: its meta.json names the source files, the seed, the val fraction and the
+      // UTF-8 policy
       const std::string meta_path = (fs::path(a.data) / "meta.json").string();
       MOHGE_CHECK(fs::is_regular_file(meta_path), "--task cloze --data '{}': no meta.json there (a dir from data prepare)",
                   a.data);
-      nlohmann::json meta;
-      try {
-        meta = nlohmann::json::parse(read_file_text(meta_path));
-        if (!a.corpus_set) corpus = meta.at("sources").get<std::vector<std::string>>();
-        if (!a.split_seed_set) co.split_seed = meta.at("seed").get<uint64_t>();
-        if (!a.frac_set) co.val_fraction = meta.at("val_fraction").get<double>();
-      } catch (const nlohmann::json::exception& e) {
-        fail("{}: {}", meta_path, e.what());
-      }
+      const PreparedMeta meta = prepared_meta_read(meta_path);
+      if (!a.corpus_set) corpus = meta.sources;
+      if (!a.split_seed_set) co.split_seed = meta.seed;
+      if (!a.frac_set) co.val_fraction = meta.val_fraction;
+      if (!a.replace_invalid_utf8) co.invalid_utf8 = meta.invalid_utf8;
     }
     for (const auto& f : corpus)
       MOHGE_CHECK(fs::is_regular_file(f), "cloze corpus '{}' not found (pass --corpus FILE; `mohge data fetch` writes data/default/corpus.txt)", f);
@@ -97,8 +97,9 @@ void run_eval(const EvalArgs& a) {
   // bad task files fail before the (possibly slow) model load
   std::vector<McItem> mc_items;
   std::vector<PairItem> pair_items;
-  if (a.task == "mc") mc_items = first_n(load_mc_jsonl(a.data), a.n);
-  if (a.task == "pairs") pair_items = first_n(load_pairs_jsonl(a.data), a.n);
+  const InvalidUtf8 utf8 = invalid_utf8_policy(a.replace_invalid_utf8);
+  if (a.task == "mc") mc_items = first_n(load_mc_jsonl(a.data, utf8), a.n);
+  if (a.task == "pairs") pair_items = first_n(load_pairs_jsonl(a.data, utf8), a.n);
   for (const auto& c : cloze) mc_items.push_back(c.mc);
 
   const std::string dir = checkpoint_resolve(a.ckpt);
@@ -111,6 +112,8 @@ void run_eval(const EvalArgs& a) {
     auto ts = std::make_shared<TokenShard>(shard);
     MOHGE_CHECK(ts->vocab_size() <= model->cfg.vocab_size, "{}: vocab {} exceeds the model's {}", shard,
                 ts->vocab_size(), model->cfg.vocab_size);
+    const std::string ckpt_tok = dir + "/tokenizer.model";  // the run's tokenizer must be the shard's
+    if (fs::is_regular_file(ckpt_tok)) check_tokenizer_matches_shard(Tokenizer::load(ckpt_tok), ckpt_tok, *ts);
     DataLoader loader(ts, a.batch, T, 0);
     EvalResult r = evaluate_loss(*model, loader, a.max_batches);
     out["data"] = shard;
@@ -126,8 +129,7 @@ void run_eval(const EvalArgs& a) {
     MOHGE_CHECK(!a.tokenizer.empty() || fs::exists(tok_path),
                 "{}: checkpoint has no tokenizer.model (pass --tokenizer)", dir);
     Tokenizer tok = Tokenizer::load(tok_path);
-    MOHGE_CHECK(tok.vocab_size() <= model->cfg.vocab_size, "tokenizer '{}' has {} ids, more than the model's vocab {}",
-                tok_path, tok.vocab_size(), model->cfg.vocab_size);
+    check_tokenizer_fits_model(tok, tok_path, model->cfg.vocab_size);
     TaskOptions opt;
     opt.batch_size = a.batch;
     opt.start_token = start_token_id(tok, a.start);
@@ -189,6 +191,7 @@ void register_eval_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"eos", "bos"}));
   ev->add_option("--tokenizer", a.tokenizer, "default: CKPT/tokenizer.model");
+  ev->add_flag("--replace-invalid-utf8", a.replace_invalid_utf8, kReplaceInvalidUtf8Help);
   add_action(ev, [corpus_opt, split_opt, frac_opt] {
     a.corpus_set = corpus_opt->count() > 0;
     a.split_seed_set = split_opt->count() > 0;

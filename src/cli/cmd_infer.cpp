@@ -1,4 +1,5 @@
 // defines: mohge generate | forward | grad
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -7,6 +8,7 @@
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/safetensors.h"
+#include "data/prepared_meta.h"
 #include "data/tokenizer.h"
 #include "eval/generate.h"
 #include "model/model_io.h"
@@ -54,10 +56,14 @@ void register_infer_commands(CLI::App& app) {
   gen->add_option("--top-k", g_opt.top_k, "0 = off")->capture_default_str()->check(CLI::NonNegativeNumber);
   gen->add_option("--top-p", g_opt.top_p, "nucleus sampling, 1 = off")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
   gen->add_option("--seed", g_opt.seed)->capture_default_str();
+  static bool g_replace = false;
+  gen->add_flag("--replace-invalid-utf8", g_replace, kReplaceInvalidUtf8Help);
   add_action(gen, [] {
+    utf8_validate(g_prompt, invalid_utf8_policy(g_replace), "--prompt", 1, 0);
     std::string dir = checkpoint_resolve(g_ckpt);
     auto model = model_load(dir);
     Tokenizer tok = checkpoint_tokenizer(dir);
+    check_tokenizer_fits_model(tok, dir + "/tokenizer.model", model->cfg.vocab_size);
     SamplingOptions o = g_opt;
     o.eos_id = tok.eos_id();
     o.vocab_limit = tok.vocab_size();  // a padded model vocabulary has ids the tokenizer cannot decode
@@ -106,8 +112,12 @@ void register_infer_commands(CLI::App& app) {
     auto tf = SafetensorsFile::load(d_tokens);
     const TensorView& t = tf.get("tokens");
     MOHGE_CHECK(t.dtype == "I32" && t.shape.size() == 2 && t.shape[1] >= 2, "{}: 'tokens' must be I32 [B, T+1]", d_tokens);
+    MOHGE_CHECK(t.shape[0] <= 1 << 20 && t.shape[1] <= model->cfg.max_seq_len + 1,
+                "{}: 'tokens' {} exceeds 2^20 rows or the model's max_seq_len {} + 1", d_tokens, shape_str(t.shape),
+                model->cfg.max_seq_len);
     const int B = (int)t.shape[0], T = (int)t.shape[1] - 1;
-    const int32_t* all = static_cast<const int32_t*>(t.data);
+    std::vector<int32_t> all(t.nbytes / 4);  // copied: the file gives no alignment guarantee
+    std::memcpy(all.data(), t.data, t.nbytes);
     std::vector<int32_t> in, tg;
     for (int b = 0; b < B; b++)
       for (int i = 0; i < T; i++) in.push_back(all[b * (T + 1) + i]), tg.push_back(all[b * (T + 1) + i + 1]);

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 
+#include "core/utf8.h"
+
 namespace mohge {
 
 // Each register_* adds its subcommands and stores the action to run in a callback; run_selected
@@ -15,5 +17,9 @@ void register_analyze_commands(CLI::App& app);  // analyze
 void add_action(CLI::App* sub, std::function<void()> action);
 void set_exit_status(int status);  // what the process exits with when the action returns (default 0)
 int run_selected(CLI::App& app);   // the exit status
+// --replace-invalid-utf8, the same flag on every command that reads text (core/utf8.h)
+inline constexpr const char* kReplaceInvalidUtf8Help =
+    "replace invalid UTF-8 in the input with U+FFFD instead of refusing it";
+inline InvalidUtf8 invalid_utf8_policy(bool replace) { return replace ? InvalidUtf8::replace : InvalidUtf8::refuse; }
 
 }  // namespace mohge

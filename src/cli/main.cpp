@@ -2,6 +2,7 @@
 // Every subcommand lives in its own cli/cmd_*.cpp and registers itself here. Errors from any layer
 // arrive as mohge::Error and leave as one line on stderr with exit code 1.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -17,6 +18,20 @@ int main(int argc, char** argv) {
   mohge::register_eval_commands(app);
   mohge::register_infer_commands(app);
   mohge::register_analyze_commands(app);
+  // CLI11 reports an unknown command word as "A subcommand is required": name it instead
+  const CLI::App* cur = &app;
+  for (int i = 1; i < argc && argv[i][0] != '-'; i++) {
+    const auto subs = cur->get_subcommands([](const CLI::App*) { return true; });
+    auto it = std::find_if(subs.begin(), subs.end(), [&](const CLI::App* s) { return s->get_name() == argv[i]; });
+    if (it == subs.end() && cur->get_require_subcommand_min() > 0) {
+      std::string known;
+      for (const CLI::App* s : subs) known += (known.empty() ? "" : ", ") + s->get_name();
+      fmt::print(stderr, "error: unknown command '{}' (commands: {})\n", argv[i], known);
+      return 1;
+    }
+    if (it == subs.end()) break;
+    cur = *it;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

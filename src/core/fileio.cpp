@@ -12,6 +12,9 @@
 namespace mohge {
 
 std::vector<char> read_file_bytes(const std::string& path) {
+  std::error_code ec;
+  // an ifstream opens a directory and reports its size as 2^63: refuse it by name instead
+  MOHGE_CHECK(!std::filesystem::is_directory(path, ec), "{} is a directory, expected a file", path);
   std::ifstream in(path, std::ios::binary);
   MOHGE_CHECK(in.good(), "cannot open {}: {}", path, std::strerror(errno));
   in.seekg(0, std::ios::end);

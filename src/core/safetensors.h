@@ -1,7 +1,11 @@
 // defines: SafetensorsFile (validated reader), safetensors_write (atomic writer)
 // Format: u64 little-endian header length, JSON header {name: {dtype, shape, data_offsets}},
-// then the raw data. We read F32/I32/I64/U8 tensors; every structural property is checked on
-// load so a truncated or corrupt file gives a clear error, not garbage weights.
+// then the raw data. Loading enforces the format's rules, so a truncated, corrupt or hostile file
+// gives a one-line error naming the file and tensor, never garbage weights: header length at most
+// 100 MB and within the file, a JSON object with unique names, known dtypes, non-negative integer
+// dims whose byte count is computed with checked 64-bit multiplication, and byte ranges that tile
+// the data region exactly (no overlap, no unindexed bytes). F32 tensors read as weights (f32())
+// must also be finite.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -16,15 +20,20 @@ struct TensorView {
   std::vector<int64_t> shape;
   const void* data = nullptr;  // for writing: caller's buffer; for reading: into the file
   size_t nbytes = 0;
-  int64_t numel() const;
+  int64_t numel() const;  // throws when the product overflows
 };
+
+inline constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;  // the reference implementation's limit
 
 class SafetensorsFile {
  public:
   static SafetensorsFile load(const std::string& path);
+  // The same checks on a file's bytes; `path` labels error messages.
+  static SafetensorsFile parse(std::vector<char> bytes, const std::string& path);
   bool has(const std::string& name) const { return index_.count(name) > 0; }
   const TensorView& get(const std::string& name) const;  // errors naming the file if absent
-  // The F32 tensor `name`, checked to have exactly `shape`.
+  // The F32 tensor `name`, checked to have exactly `shape` and only finite values (one vectorised
+  // pass; an error names the tensor and the first bad index).
   const float* f32(const std::string& name, const std::vector<int64_t>& shape) const;
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }

@@ -18,10 +18,11 @@ bool is_blank(std::string_view s) {
 
 }  // namespace
 
-DocumentReader::DocumentReader(std::istream& in, std::string name)
-    : in_(&in), name_(std::move(name)) {}
+DocumentReader::DocumentReader(std::istream& in, std::string name, InvalidUtf8 invalid_utf8)
+    : in_(&in), name_(std::move(name)), invalid_utf8_(invalid_utf8) {}
 
-DocumentReader::DocumentReader(const std::string& path) : name_(path) {
+DocumentReader::DocumentReader(const std::string& path, InvalidUtf8 invalid_utf8)
+    : name_(path), invalid_utf8_(invalid_utf8) {
   std::error_code ec;
   MOHGE_CHECK(!std::filesystem::is_directory(path, ec), "'{}' is a directory, expected a text file",
               path);
@@ -33,8 +34,10 @@ DocumentReader::DocumentReader(const std::string& path) : name_(path) {
 bool DocumentReader::next(std::string& doc) {
   doc.clear();
   while (std::getline(*in_, line_)) {
+    uint64_t line_start = bytes_;
     bytes_ += line_.size() + 1;
-    if (lines_++ == 0 && line_.starts_with("\xEF\xBB\xBF")) line_.erase(0, 3);  // UTF-8 BOM
+    if (lines_++ == 0 && line_.starts_with("\xEF\xBB\xBF")) line_.erase(0, 3), line_start = 3;  // UTF-8 BOM
+    utf8_validate(line_, invalid_utf8_, name_, lines_, line_start);
     if (!line_.empty() && line_.back() == '\r') line_.pop_back();                // CRLF
     if (is_blank(line_)) {
       if (!doc.empty()) break;  // blank line ends the current document

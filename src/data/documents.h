@@ -14,17 +14,21 @@
 #include <string_view>
 #include <vector>
 
+#include "core/utf8.h"
+
 namespace mohge {
 
 class DocumentReader {
  public:
   // Reads from a stream the caller owns; `name` only labels error messages.
-  explicit DocumentReader(std::istream& in, std::string name = "<stream>");
+  explicit DocumentReader(std::istream& in, std::string name = "<stream>",
+                          InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse);
   // Opens a file; throws mohge::Error naming it if it cannot be opened.
-  explicit DocumentReader(const std::string& path);
+  explicit DocumentReader(const std::string& path, InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse);
 
   // Fills `doc` with the next document (no trailing newline); false at end of input.
-  // Throws mohge::Error on a read error.
+  // Throws mohge::Error on a read error, and on invalid UTF-8 (naming line and byte offset) unless
+  // constructed with InvalidUtf8::replace.
   bool next(std::string& doc);
 
   uint64_t documents_read() const { return docs_; }
@@ -35,6 +39,7 @@ class DocumentReader {
   std::unique_ptr<std::ifstream> file_;  // set when we opened the file ourselves
   std::istream* in_;
   std::string name_;
+  InvalidUtf8 invalid_utf8_;
   std::string line_;
   uint64_t docs_ = 0, bytes_ = 0, lines_ = 0;
 };

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "data/prepared_meta.h"
 #include "core/fileio.h"
 #include "data/documents.h"
 #include "data/shards.h"
@@ -31,7 +32,8 @@ bool is_val_document(uint64_t seed, uint64_t doc_index, double val_fraction) {
 
 static PrepareStats data_prepare_impl(const std::vector<std::string>& text_files,
                                       const Tokenizer& tok, const std::string& out_dir,
-                                      double val_fraction, uint64_t seed, bool verbose) {
+                                      double val_fraction, uint64_t seed, bool verbose,
+                                      InvalidUtf8 invalid_utf8) {
   auto t0 = std::chrono::steady_clock::now();
   MOHGE_CHECK(!text_files.empty(), "data prepare: no input text files given");
   MOHGE_CHECK(val_fraction >= 0.0 && val_fraction < 1.0,
@@ -95,7 +97,7 @@ static PrepareStats data_prepare_impl(const std::vector<std::string>& text_files
 
   std::string doc;
   for (const auto& file : text_files) {
-    DocumentReader reader(file);
+    DocumentReader reader(file, invalid_utf8);
     uint64_t file_docs = 0;
     while (reader.next(doc)) {
       st.text_bytes += doc.size();
@@ -134,10 +136,11 @@ static PrepareStats data_prepare_impl(const std::vector<std::string>& text_files
         {"vocab_size", tok.vocab_size()},
         {"bos_id", tok.bos_id()},
         {"eos_id", tok.eos_id()},
-        {"fnv1a64", fmt::format("{:016x}", fnv1a64(proto))}}},
+        {"fnv1a64", tokenizer_checksum(tok)}}},
       {"sources", sources},
       {"seed", seed},
       {"val_fraction", val_fraction},
+      {"invalid_utf8", invalid_utf8 == InvalidUtf8::replace ? "replace" : "refuse"},
       {"documents", st.documents},
       {"text_bytes", st.text_bytes},
       {"train", {{"file", "train.bin"}, {"documents", st.train_documents}, {"tokens", st.train_tokens}}},
@@ -150,9 +153,9 @@ static PrepareStats data_prepare_impl(const std::vector<std::string>& text_files
 
 PrepareStats data_prepare(const std::vector<std::string>& text_files, const Tokenizer& tok,
                           const std::string& out_dir, double val_fraction, uint64_t seed,
-                          bool verbose) {
+                          bool verbose, InvalidUtf8 invalid_utf8) {
   try {
-    return data_prepare_impl(text_files, tok, out_dir, val_fraction, seed, verbose);
+    return data_prepare_impl(text_files, tok, out_dir, val_fraction, seed, verbose, invalid_utf8);
   } catch (const std::filesystem::filesystem_error& e) {
     fail("data prepare into '{}': {}", out_dir, e.what());
   }

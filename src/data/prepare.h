@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/utf8.h"
 #include "data/tokenizer.h"
 
 namespace mohge {
@@ -25,9 +26,11 @@ bool is_val_document(uint64_t seed, uint64_t doc_index, double val_fraction);
 // keeps both splits usable: when there are >= 2 documents and one split would end up empty, the
 // last document goes there instead (val only if val_fraction > 0). Documents are numbered across
 // all files in order. val_fraction in [0, 1). Throws on a missing file, no documents, or a
-// tokenizer without an EOS id. Writes the shards and meta.json atomically.
+// tokenizer without an EOS id, and on invalid UTF-8 unless invalid_utf8 == replace (recorded in
+// meta.json). Writes the shards and meta.json atomically.
 PrepareStats data_prepare(const std::vector<std::string>& text_files, const Tokenizer& tok,
                           const std::string& out_dir, double val_fraction = 0.05,
-                          uint64_t seed = 1337, bool verbose = false);
+                          uint64_t seed = 1337, bool verbose = false,
+                          InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse);
 
 }  // namespace mohge

@@ -52,10 +52,32 @@ Tokenizer Tokenizer::from_serialized(std::string_view bytes, const std::string& 
   return t;
 }
 
+// Where to end the piece of `text` that starts at `from`, at most kEncodePieceBytes long: after the
+// last '\n' (exact for our tokenizers: "\n" is a piece no merge crosses), else before the last
+// space that follows a non-space (pieces start at a space), else on a UTF-8 character boundary.
+static size_t encode_piece_end(std::string_view text, size_t from) {
+  const size_t limit = from + kEncodePieceBytes;
+  if (limit >= text.size()) return text.size();
+  const std::string_view window = text.substr(from, kEncodePieceBytes);
+  if (size_t nl = window.rfind('\n'); nl != std::string_view::npos) return from + nl + 1;
+  for (size_t sp = window.rfind(' '); sp != std::string_view::npos && sp > 0; sp = window.rfind(' ', sp - 1))
+    if (window[sp - 1] != ' ') return from + sp;
+  size_t end = limit;
+  while (end > from + 1 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) end--;
+  return end;
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
-  std::vector<int> ids;
-  auto st = sp_->Encode(text, &ids);
-  MOHGE_CHECK(st.ok(), "tokenizer encode failed: {}", st.ToString());
+  std::vector<int32_t> ids;
+  std::vector<int> piece;
+  for (size_t from = 0; from < text.size();) {
+    const size_t end = encode_piece_end(text, from);
+    auto st = sp_->Encode(text.substr(from, end - from), &piece);
+    MOHGE_CHECK(st.ok(), "tokenizer encode failed: {}", st.ToString());
+    if (ids.empty()) ids.swap(piece);
+    else ids.insert(ids.end(), piece.begin(), piece.end());
+    from = end;
+  }
   return ids;
 }
 
@@ -95,7 +117,10 @@ constexpr size_t kMaxChunkBytes = 2048;  // SentencePiece silently drops sentenc
 // which stays with the next piece (" word" encodes as it would mid-line).
 class ChunkIterator : public sentencepiece::SentenceIterator {
  public:
-  explicit ChunkIterator(const std::vector<std::string>& files) : files_(files) { Next(); }
+  ChunkIterator(const std::vector<std::string>& files, InvalidUtf8 invalid_utf8)
+      : files_(files), invalid_utf8_(invalid_utf8) {
+    Next();
+  }
   bool done() const override { return done_; }
   const std::string& value() const override { return value_; }
   sentencepiece::util::Status status() const override { return {}; }
@@ -138,6 +163,8 @@ class ChunkIterator : public sentencepiece::SentenceIterator {
   bool read_line() {
     while (true) {
       if (in_ && std::getline(*in_, line_)) {
+        utf8_validate(line_, invalid_utf8_, files_[file_ - 1], ++line_no_, offset_);
+        offset_ += line_.size() + 1;
         if (!line_.empty() && line_.back() == '\r') line_.pop_back();
         pos_ = 0;
         return true;
@@ -149,12 +176,15 @@ class ChunkIterator : public sentencepiece::SentenceIterator {
       in_ = std::make_unique<std::ifstream>(files_[file_], std::ios::binary);
       MOHGE_CHECK(in_->is_open(), "cannot open text file '{}'", files_[file_]);
       file_++;
+      line_no_ = offset_ = 0;
       return true;  // an empty line: a new file is a document boundary
     }
   }
 
   const std::vector<std::string>& files_;
+  InvalidUtf8 invalid_utf8_;
   size_t file_ = 0;
+  uint64_t line_no_ = 0, offset_ = 0;  // in the current file, for error messages
   std::unique_ptr<std::ifstream> in_;
   std::string line_, value_;
   size_t pos_ = 0;
@@ -211,7 +241,7 @@ static void tokenizer_train_impl(const std::vector<std::string>& input_files,
       {"num_threads", std::to_string(std::max(1, opt.num_threads))},
   };
   sentencepiece::SetRandomGeneratorSeed(opt.seed);
-  ChunkIterator it(input_files);
+  ChunkIterator it(input_files, opt.invalid_utf8);
   MOHGE_CHECK(!it.done(), "tokenizer train: input files contain no text");
   std::string proto;
   sentencepiece::util::Status st;

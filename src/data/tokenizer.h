@@ -9,11 +9,15 @@
 #include <string_view>
 #include <vector>
 
+#include "core/utf8.h"
+
 namespace sentencepiece {
 class SentencePieceProcessor;
 }
 
 namespace mohge {
+
+inline constexpr size_t kEncodePieceBytes = 1 << 16;
 
 class Tokenizer {
  public:
@@ -22,7 +26,12 @@ class Tokenizer {
   // From model proto bytes (e.g. stored in a checkpoint). `what` labels error messages.
   static Tokenizer from_serialized(std::string_view bytes, const std::string& what = "<bytes>");
 
-  std::vector<int32_t> encode(std::string_view text) const;  // no BOS/EOS added
+  // No BOS/EOS added. Text longer than kEncodePieceBytes is encoded in pieces of at most that size
+  // (cut after a newline, else before a word, else between characters) so time and memory stay
+  // linear: SentencePiece needs ~150 bytes per input byte, and minutes, on one 50 MB line. Exact
+  // for tokenizers from tokenizer_train when a cut falls on a newline; a tokenizer with a dummy "▁"
+  // prefix (LLaMA's) adds one at each piece.
+  std::vector<int32_t> encode(std::string_view text) const;
   std::string decode(const std::vector<int32_t>& ids) const;  // throws on id out of range
   std::string id_to_piece(int32_t id) const;
 
@@ -46,6 +55,7 @@ struct TokenizerTrainOptions {
   int64_t max_sentences = 300000;  // <= 2 KiB chunks sampled (shuffled) for training
   int num_threads = 2;
   uint32_t seed = 1234;             // SentencePiece's sampling seed, for reproducible models
+  InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse;  // refuse: error naming file, line and byte offset
 };
 
 // Trains a byte-fallback BPE (the LLaMA recipe: identity normalization, split digits, whitespace
@@ -55,10 +65,12 @@ struct TokenizerTrainOptions {
 void tokenizer_train(const std::vector<std::string>& input_files, const std::string& model_prefix,
                      const TokenizerTrainOptions& opt = {});
 inline void tokenizer_train(const std::vector<std::string>& input_files,
-                            const std::string& model_prefix, int vocab_size, bool verbose = false) {
+                            const std::string& model_prefix, int vocab_size, bool verbose = false,
+                            InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse) {
   TokenizerTrainOptions opt;
   opt.vocab_size = vocab_size;
   opt.verbose = verbose;
+  opt.invalid_utf8 = invalid_utf8;
   tokenizer_train(input_files, model_prefix, opt);
 }
 

@@ -12,9 +12,11 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/fileio.h"
 #include "data/dataloader.h"
 #include "data/shards.h"
+#include "data/prepared_meta.h"
 #include "data/tokenizer.h"
 #include "eval/report_html.h"
 #include "model/model_io.h"
@@ -830,6 +832,9 @@ AnalyzeResult analyze_checkpoint(const AnalyzeOptions& opt) {
     ModelConfig c = model_config_from_json(checkpoint_config_json(dir), dir + "/config.json");
     RoutingRecorder probe_check(c);  // throws "no MoE layers to analyze"
     (void)probe_check;
+    // every placement gives each device E/D experts: more devices than experts cannot be placed
+    MOHGE_CHECK(opt.devices <= c.moe.num_experts, "analyze: --devices {} exceeds the model's {} experts (D must divide E)",
+                opt.devices, c.moe.num_experts);
   }
   MOHGE_CHECK(!opt.data.empty(), "analyze: no data given (--data SHARD_OR_DIR)");
   MOHGE_CHECK(fs::exists(opt.data), "data {} does not exist", opt.data);
@@ -842,6 +847,8 @@ AnalyzeResult analyze_checkpoint(const AnalyzeOptions& opt) {
   auto ts = std::make_shared<TokenShard>(shard);
   MOHGE_CHECK(ts->vocab_size() <= cfg.vocab_size, "{}: vocab {} exceeds the model's {}", shard, ts->vocab_size(),
               cfg.vocab_size);
+  if (fs::is_regular_file(dir + "/tokenizer.model"))  // the run's tokenizer must be the shard's
+    check_tokenizer_matches_shard(Tokenizer::load(dir + "/tokenizer.model"), dir + "/tokenizer.model", *ts);
   const int T = opt.seq_len > 0 ? opt.seq_len : cfg.max_seq_len;
   MOHGE_CHECK(ts->size() >= (uint64_t)T + 1, "{}: {} tokens, fewer than one window of {} + 1 (try --seq-len)", shard,
               ts->size(), T);
@@ -876,7 +883,7 @@ AnalyzeResult analyze_checkpoint(const AnalyzeOptions& opt) {
   a["batches"] = batches;
   a["batch_size"] = opt.batch_size;
   a["seq_len"] = T;
-  a["lm_loss"] = loss_sum / rec.tokens();
+  a["lm_loss"] = require_finite(loss_sum / rec.tokens(), "analyze: the LM loss");
   a["model"]["total_params"] = (double)model->params.count();
   a["tokenizer"] = tok ? json(tok->source()) : json(nullptr);
   json notes = json::array();

@@ -52,7 +52,7 @@ std::vector<ClozeSentence> cloze_sentences(const std::string& doc) {
 }
 
 std::vector<ClozeDocument> held_out_documents(const std::vector<std::string>& files, uint64_t split_seed,
-                                              double val_fraction) {
+                                              double val_fraction, InvalidUtf8 invalid_utf8) {
   MOHGE_CHECK(!files.empty(), "cloze: no corpus files given");
   MOHGE_CHECK(val_fraction > 0.0 && val_fraction < 1.0, "cloze: val fraction {} must be in (0, 1)", val_fraction);
   std::vector<ClozeDocument> out;
@@ -70,7 +70,7 @@ std::vector<ClozeDocument> held_out_documents(const std::vector<std::string>& fi
     }
   };
   for (const auto& f : files) {
-    DocumentReader reader(f);
+    DocumentReader reader(f, invalid_utf8);
     while (reader.next(doc)) {
       if (have_last) emit_last();
       std::swap(last, doc);
@@ -164,7 +164,7 @@ std::vector<ClozeItem> build_cloze(const std::vector<ClozeDocument>& docs, const
 }
 
 std::vector<ClozeItem> build_cloze_from_corpus(const std::vector<std::string>& files, const ClozeOptions& opt) {
-  return build_cloze(held_out_documents(files, opt.split_seed, opt.val_fraction), opt);
+  return build_cloze(held_out_documents(files, opt.split_seed, opt.val_fraction, opt.invalid_utf8), opt);
 }
 
 }  // namespace mohge

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/utf8.h"
 #include "eval/tasks.h"
 
 namespace mohge {
@@ -37,6 +38,7 @@ struct ClozeOptions {
   int max_bytes = 400;    // ... and at most this many bytes
   uint64_t split_seed = 1337;  // data prepare's --seed
   double val_fraction = 0.05;  // data prepare's --val-fraction
+  InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse;  // data prepare's --replace-invalid-utf8
 };
 
 struct ClozeSentence {
@@ -63,7 +65,8 @@ std::vector<ClozeSentence> cloze_sentences(const std::string& doc);
 // The documents data prepare would put in val.bin, with their sentences. Throws on a missing file
 // or when there are no held-out documents.
 std::vector<ClozeDocument> held_out_documents(const std::vector<std::string>& files, uint64_t split_seed,
-                                              double val_fraction);
+                                              double val_fraction,
+                                              InvalidUtf8 invalid_utf8 = InvalidUtf8::refuse);
 
 // Items from the given documents (need not be held out: the caller chooses). Throws when no item
 // can be built at all.

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/finite.h"
 
 namespace mohge {
 
@@ -20,7 +21,7 @@ EvalResult evaluate_loss(Model& model, DataLoader& loader, uint64_t max_batches)
     r.batches++;
   }
   MOHGE_CHECK(r.tokens > 0, "evaluation data has no complete window of {} tokens", T + 1);
-  r.loss = sum / (double)r.tokens;
+  r.loss = require_finite(sum / (double)r.tokens, "the validation loss");  // never "loss": null
   r.perplexity = std::exp(r.loss);
   return r;
 }

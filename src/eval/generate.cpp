@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/finite.h"
 
 namespace mohge {
 
@@ -39,7 +40,8 @@ std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, cons
   MOHGE_CHECK(o.top_k >= 0, "--top-k must be >= 0");
   const int V = m.cfg.vocab_size;
   const int Vs = o.vocab_limit > 0 ? std::min(o.vocab_limit, V) : V;  // ids a tokenizer can decode
-  const int max_T = std::min<int>(m.cfg.max_seq_len, (int)prompt.size() + o.max_new_tokens);
+  // 64-bit: prompt + --max-tokens 2147483647 must clamp to the context, not wrap negative
+  const int max_T = (int)std::min<int64_t>(m.cfg.max_seq_len, (int64_t)prompt.size() + o.max_new_tokens);
   MOHGE_CHECK((int)prompt.size() < m.cfg.max_seq_len, "prompt of {} tokens does not fit max_seq_len {}",
               prompt.size(), m.cfg.max_seq_len);
   KVCache cache(m.cfg, max_T);
@@ -48,6 +50,8 @@ std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, cons
   for (int32_t t : prompt) m.decode_step(cache, t, logits.data());
   std::vector<int32_t> out;
   while ((int)out.size() < o.max_new_tokens) {
+    MOHGE_CHECK(first_non_finite(logits.data(), V) == (size_t)V,
+                "generate: non-finite logits at position {} (diverged or corrupt weights)", cache.pos);
     int32_t next = sample_token(logits.data(), Vs, o, rng);
     if (next == o.eos_id) break;
     out.push_back(next);

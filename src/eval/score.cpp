@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/finite.h"
 
 namespace mohge {
 
@@ -92,6 +93,7 @@ std::vector<ScoreResult> score_continuations(Model& model, const std::vector<Sco
     st.batch_tokens += (uint64_t)B * T;
   }
   for (size_t i = 0; i < n; i++) {
+    require_finite(out[i].logprob, fmt::format("the log-likelihood of scored sequence {}", i));  // never acc 1.0 from NaNs
     st.sequences++;
     st.truncated += out[i].truncated;
     st.scored_tokens += (uint64_t)out[i].tokens;

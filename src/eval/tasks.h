@@ -1,5 +1,4 @@
-// defines: McItem, PairItem, load_mc_jsonl, load_pairs_jsonl, write_mc_jsonl, McMetrics, mc_metrics,
-//          pairs_accuracy, TaskOptions, evaluate_mc, evaluate_pairs — the scored eval tasks
+// defines: McMetrics, mc_metrics, pairs_accuracy, TaskOptions, evaluate_mc, evaluate_pairs — the scored eval tasks
 // Multiple choice (lm-evaluation-harness style), one JSON object per line:
 //   {"context": "Question: ...\nAnswer:", "choices": [" yes", " no"], "label": 0}
 // Each choice is scored as a continuation of the context (score.h: encode_pair) and
@@ -10,8 +9,7 @@
 // The first maximum wins a tie. Minimal pairs (BLiMP style), one JSON object per line:
 //   {"sentence_good": "...", "sentence_bad": "..."}
 // Each sentence is scored whole after the start token; acc = share of pairs whose good sentence has
-// the strictly higher total log-likelihood. Unknown keys are ignored; blank lines are skipped; any
-// other problem is a mohge::Error naming file:line.
+// the strictly higher total log-likelihood. The files are read by task_files.h.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -20,29 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
+#include "eval/task_files.h"
 #include "eval/score.h"
 #include "model/model.h"
 
 namespace mohge {
-
-struct McItem {
-  std::string context;
-  std::vector<std::string> choices;
-  int label = 0;
-  std::string where;  // "file:line" (or another label) for error messages
-};
-
-struct PairItem {
-  std::string good, bad;
-  std::string where;
-};
-
-// label may be an integer or a string of digits ("2", as in Hugging Face HellaSwag).
-std::vector<McItem> load_mc_jsonl(const std::string& path);
-std::vector<PairItem> load_pairs_jsonl(const std::string& path);
-// One object per item; extra[i] (when given) is merged into item i's object. Atomic write.
-void write_mc_jsonl(const std::string& path, const std::vector<McItem>& items,
-                    const std::vector<nlohmann::json>& extra = {});
 
 struct McMetrics {
   double acc = 0, acc_norm = 0;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/memory_budget.h"
 
 namespace mohge {
 
@@ -22,6 +23,8 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamIn
 }
 
 void ParamTable::allocate() {
+  require_memory((uint64_t)next_offset_ * 2 * sizeof(float),
+                 fmt::format("a model of {} parameters (fp32 weights and gradients)", count()));
   data_.zeros(*be_, (size_t)next_offset_);
   grad_.zeros(*be_, (size_t)next_offset_);
 }

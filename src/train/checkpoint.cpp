@@ -33,12 +33,7 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
     ts.push_back({"v." + p.name, "F32", p.shape, opt.v.data() + p.offset, (size_t)p.numel * 4});
   }
   safetensors_write((tmp / "optimizer.safetensors").string(), ts);
-  nlohmann::json js = {{"step", st.step},
-                       {"loader_seed", st.loader.seed},
-                       {"loader_batches", st.loader.batches},
-                       {"tokens", st.tokens},
-                       {"elapsed_s", st.elapsed_s}};
-  write_file_atomic((tmp / "trainer_state.json").string(), js.dump(2) + "\n");
+  write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(st).dump(2) + "\n");
   write_file_atomic((tmp / "tokenizer.model").string(), tokenizer_bytes);
   write_file_atomic((tmp / "run.toml").string(), run_toml);
   if (!routing.is_null()) write_file_atomic((tmp / "routing.json").string(), routing.dump(1) + "\n");
@@ -60,16 +55,11 @@ void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt
     std::copy_n(f.f32("v." + p.name, p.shape), p.numel, opt.v.data() + p.offset);
   }
   std::string path = dir + "/trainer_state.json";
-  try {
-    auto j = nlohmann::json::parse(read_file_text(path));
-    st.step = j.at("step").get<int64_t>();
-    st.loader.seed = j.at("loader_seed").get<uint64_t>();
-    st.loader.batches = j.at("loader_batches").get<uint64_t>();
-    st.tokens = j.at("tokens").get<double>();
-    st.elapsed_s = j.at("elapsed_s").get<double>();
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: corrupt trainer state ({})", path, e.what());
-  }
+  st = trainer_state_parse(read_file_text(path), path);
+  const std::string name = fs::path(dir).filename().string();
+  if (name.rfind("step_", 0) == 0)
+    MOHGE_CHECK(name == fmt::format("step_{:08d}", st.step), "{}: step {} does not match the checkpoint directory {}",
+                path, st.step, name);
 }
 
 }  // namespace mohge

@@ -12,24 +12,19 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "data/dataloader.h"
 #include "model/model.h"
 #include "train/optimizer.h"
+#include "train/trainer_state.h"
 
 namespace mohge {
-
-struct TrainerState {
-  int64_t step = 0;  // optimizer steps completed
-  LoaderState loader;
-  double tokens = 0, elapsed_s = 0;
-};
 
 // Returns the checkpoint directory written. Keeps the newest `keep` checkpoints.
 std::string checkpoint_save(const std::string& out_dir, const Model& m, const AdamW& opt,
                             const TrainerState& st, const std::string& tokenizer_bytes,
                             const std::string& run_toml, int keep,
                             const nlohmann::json& routing = nullptr);
-// Restores optimizer moments and trainer state from a checkpoint dir into opt/st.
+// Restores optimizer moments and trainer state from a checkpoint dir into opt/st. The state's step
+// must be the one the directory is named after (step_00000200 holds step 200).
 void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st);
 
 }  // namespace mohge

@@ -13,7 +13,9 @@
 #include "core/error.h"
 #include "core/file_lock.h"
 #include "core/fileio.h"
+#include "core/memory_budget.h"
 #include "core/signals.h"
+#include "data/prepared_meta.h"
 #include "data/tokenizer.h"
 #include "model/model_io.h"
 #include "moe/placement.h"
@@ -44,6 +46,16 @@ void truncate_log(const std::string& path, int64_t step) {
   write_file_atomic(path, kept);
 }
 
+// Bytes training certainly needs: fp32 weights, gradients and two AdamW moments, plus the forward
+// activations Model::ensure_acts keeps for a BxT batch (the FFN's own buffers come on top).
+uint64_t training_bytes_lower_bound(const Model& m, int B, int T) {
+  const ModelConfig& c = m.cfg;
+  const uint64_t N = (uint64_t)B * T, d = c.hidden_size, qd = (uint64_t)c.num_heads * c.head_dim(),
+                 kvd = (uint64_t)c.num_kv_heads * c.head_dim();
+  const uint64_t per_layer = N * (5 * d + 2 * qd + 2 * kvd + 2) + (uint64_t)B * c.num_heads * T * T;
+  return 4 * (4 * (uint64_t)m.params.total() + c.num_layers * per_layer + N * (2 * d + 1 + c.vocab_size));
+}
+
 }  // namespace
 
 TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
@@ -58,10 +70,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
               tok.vocab_size(), rc.model.vocab_size);
   auto train_shard = std::make_shared<TokenShard>(rc.data.dir + "/train.bin");
   auto val_shard = std::make_shared<TokenShard>(rc.data.dir + "/val.bin");
-  for (auto* s : {train_shard.get(), val_shard.get()})
-    MOHGE_CHECK(s->vocab_size() <= rc.model.vocab_size,
-                "{} was tokenized with vocab {} > model.vocab_size {}", rc.data.dir,
-                s->vocab_size(), rc.model.vocab_size);
+  for (auto* s : {train_shard.get(), val_shard.get()}) check_tokenizer_matches_shard(tok, rc.data.tokenizer, *s);
   DataLoader train_loader(train_shard, B, T, tc.seed);
   DataLoader val_loader(val_shard, B, T, tc.seed);
 
@@ -81,7 +90,10 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   MOHGE_CHECK(lock.held(), "{} is in use by another training run (it holds {}): wait for it to end, or set another train.out_dir",
               tc.out_dir, lock_path);
   const std::string log_path = tc.out_dir + "/log.jsonl";
-  Model model(rc.model);
+  Model model(rc.model);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
+  require_memory(training_bytes_lower_bound(model, B, T),
+                 fmt::format("training {} parameters with batch {}x{} (weights, gradients, AdamW moments, activations)",
+                             model.params.count(), B, T));
   AdamW adamw(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay, tc.decay_norms_and_embeddings});
   TrainerState st;
   st.loader = train_loader.state();
