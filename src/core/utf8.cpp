@@ -78,7 +78,7 @@ void utf8_validate(std::string& text, InvalidUtf8 policy, const std::string& sou
   std::string shown;
   for (size_t k = at; k < text.size() && k < at + 4; k++)
     shown += fmt::format("{}0x{:02X}", shown.empty() ? "" : " ", static_cast<unsigned char>(text[k]));
-  fail("{}:{}: invalid UTF-8 at byte offset {} ({}); convert the file to UTF-8 or pass --replace-invalid-utf8 "
+  fail("{}:{}: invalid UTF-8 at byte offset {} ({}); convert the input to UTF-8 or pass --replace-invalid-utf8 "
        "to replace invalid bytes with U+FFFD",
        source, line, line_offset + at, shown);
 }
