@@ -40,8 +40,9 @@ TrainerState trainer_state_parse(const std::string& text, const std::string& pat
   st.step = (int64_t)step;
   st.loader.seed = uint_at("loader_seed");
   st.loader.batches = uint_at("loader_batches");
-  if (st.loader.batches < step || st.loader.batches / std::max<uint64_t>(step, 1) > kIntMax)
-    bad(fmt::format("{} loader batches for {} steps: each step draws 1 to 2^31 batches", st.loader.batches, step));
+  if (st.loader.batches / std::max<uint64_t>(step, 1) > kIntMax)
+    bad(fmt::format("{} loader batches for {} steps: a step draws at most 2^31 (train.grad_accum)", st.loader.batches,
+                    step));
   st.tokens = real_at("tokens");
   st.elapsed_s = real_at("elapsed_s");
   return st;
