@@ -306,7 +306,7 @@ TEST(Sizes, AnalyzeRefusesMoreDevicesThanExperts) {
 
 TEST(Sizes, AModelLargerThanMemoryIsRefusedBeforeAllocation) {
   ASSERT_GT(physical_memory_bytes(), 0u);
-  ParamTable t;
+  ParamTable t(mohge::cpu_backend());
   t.add("w", {1 << 20, 1 << 20}, ParamInit::normal, 0.02f, true);  // 2^40 floats: 8.8 TB with gradients
   EXPECT_ERROR(t.allocate(), "a model of 1099511627776 parameters (fp32 weights and gradients) needs 8796.1 GB");
   EXPECT_ERROR(require_memory(physical_memory_bytes() + 1, "this"), "this needs");
