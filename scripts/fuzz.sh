@@ -3,7 +3,10 @@
 # SECONDS (default 60), starting from its committed seed corpus fuzz/corpus/<name>/. Fails on any
 # crash, hang (an input running over 10 s), sanitizer report or unclean exception; the input that
 # did it is left in build-fuzz/artifacts/. Prints inputs tried (libFuzzer's exec count) per harness.
-# Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
+# With FUZZ_SEED and FUZZ_RUNS set, each harness tries exactly FUZZ_RUNS inputs from that seed (still
+# capped at SECONDS): the same inputs on every run, so CI is a reproducible regression check and
+# never fails on a find that is not about the commit under test. Exploration runs leave them unset.
+# Usage: [FUZZ_SEED=N FUZZ_RUNS=N] scripts/fuzz.sh [SECONDS] [HARNESS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
@@ -19,13 +22,16 @@ if ((${#names[@]} == 0)); then
 fi
 mkdir -p build-fuzz/artifacts build-fuzz/logs
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+repeat=()
+if [[ -n "${FUZZ_SEED:-}" && -n "${FUZZ_RUNS:-}" ]]; then repeat=(-seed="$FUZZ_SEED" -runs="$FUZZ_RUNS"); fi
 failed=0
 printf '%-16s %10s %8s  %s\n' harness inputs corpus result
 for n in "${names[@]}"; do
   work="build-fuzz/corpus/$n"
+  if ((${#repeat[@]})); then work="build-fuzz/corpus-repeat/$n"; rm -rf "$work"; fi  # same start every time
   mkdir -p "$work"
   log="build-fuzz/logs/$n.log"
-  if "build-fuzz/fuzz/fuzz_$n" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if "build-fuzz/fuzz/fuzz_$n" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${repeat[@]}" \
        -artifact_prefix="build-fuzz/artifacts/$n-" "$work" "fuzz/corpus/$n" >"$log" 2>&1; then
     result=ok
   else

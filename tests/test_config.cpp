@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/config_schema.h"
+#include "core/toml_config.h"
 #include "kernels/backend.h"
 #include "test_util.h"
 #include "train/train_config.h"
@@ -150,6 +151,21 @@ TEST(ConfigValues, LongValuesAreShortenedInMessages) {
   EXPECT_LT(msg.size(), 80u) << msg;
   msg = error_of({std::string(400, 'k') + ".x=1"});
   EXPECT_LT(msg.size(), 400u) << "an unknown section is named, not dumped";
+}
+
+// Fuzz find (fuzz/corpus/toml_config/malformed_bool_newline): toml++ quotes the offending bytes,
+// newline included, so its description was two lines. Every mohge::Error is one line now.
+TEST(ConfigValues, MessagesQuotingInputStayOneLine) {
+  try {
+    TomlDoc::parse_string("[train]\nx = t\n", "cfg.toml");
+    FAIL() << "malformed TOML was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_CONTAINS(msg, "cfg.toml: malformed TOML at line 2");
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  EXPECT_EQ(single_line("a\nb\tc\r\x01\x7f é"), "a\\nb\\tc\\r\\x01\\x7f é");
+  EXPECT_STREQ(Error("two\nlines").what(), "two\\nlines");
 }
 
 TEST(ConfigValues, ChoicesAndEnums) {

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     std::string msg = e.what();
     for (char& ch : msg)
       if (ch == '\n') ch = ' ';
-    fmt::print(stderr, "error: {} (see --help)\n", msg);
+    fmt::print(stderr, "error: {} (see --help)\n", mohge::single_line(msg));
     return e.get_exit_code();
   }
   try {
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
+    fmt::print(stderr, "error: {}\n", mohge::single_line(e.what()));
     return 1;
   }
   return 0;

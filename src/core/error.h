@@ -1,4 +1,4 @@
-// defines: mohge::Error, mohge::fail, MOHGE_CHECK, mohge::shortened
+// defines: mohge::Error, mohge::fail, MOHGE_CHECK, mohge::shortened, mohge::single_line
 // Every user-facing failure (bad config, data, checkpoint, flags) is a mohge::Error with a one-line
 // message naming the problem; the CLI prints it and exits non-zero. Internal invariants use the
 // same macro: a clear message beats an abort.
@@ -9,8 +9,24 @@
 
 namespace mohge {
 
+// `s` with every control character written as an escape (\n, \t, \r, \xNN), so a message that
+// quotes user input (a parser's "saw 't<newline>'") stays one line on the terminal.
+inline std::string single_line(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += (char)c;
+  }
+  return out;
+}
+
+// The message is made single_line here, once, so no call site can print a multi-line error.
 struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(single_line(message)) {}
 };
 
 template <class... Args>
