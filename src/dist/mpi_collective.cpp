@@ -1,0 +1,109 @@
+#include "dist/mpi_collective.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+
+namespace mohge {
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  if (!initialised) {
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    owns_ = true;
+    MOHGE_CHECK(provided >= MPI_THREAD_FUNNELED, "MPI provides thread level {}, mohge needs MPI_THREAD_FUNNELED",
+                provided);
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+MpiSession::~MpiSession() {
+  int finalised = 0;
+  MPI_Finalized(&finalised);
+  if (owns_ && !finalised) MPI_Finalize();
+}
+
+MpiCollective::MpiCollective(MPI_Comm comm, int64_t max_message, int64_t max_span)
+    : max_message_(max_message), max_span_(max_span) {
+  MOHGE_CHECK(max_message >= 1 && max_message <= kMaxInt && max_span >= 1 && max_span <= kMaxInt,
+              "MpiCollective: max_message {} / max_span {} outside [1, {}]", max_message, max_span, kMaxInt);
+  MPI_Comm_dup(comm, &comm_);
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_size(comm_, &size_);
+  MPI_Comm_rank(comm_, &rank_);
+}
+
+MpiCollective::~MpiCollective() {
+  int finalised = 0;
+  MPI_Finalized(&finalised);
+  if (comm_ != MPI_COMM_NULL && !finalised) MPI_Comm_free(&comm_);
+}
+
+void MpiCollective::check(int err, const char* call) const {
+  if (err == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(err, msg, &len);
+  fail("{} failed on rank {} of {}: {}", call, rank_, size_, std::string(msg, len));
+}
+
+void MpiCollective::alltoall(const int* send, int* recv, int n) {
+  check(MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, comm_), "MPI_Alltoall");
+}
+
+// Large exchanges go in rounds: round k carries elements [k·M, (k+1)·M) of every peer's block
+// (M = max_message), so every count fits MPI's int. One MPI_Alltoallv takes int displacements
+// from one base pointer; when a round's blocks spread wider than an int, that round goes peer by
+// peer instead (MPI_Sendrecv in a fixed schedule), which has no such limit.
+void MpiCollective::alltoallv(const float* send, const int64_t* send_count, const int64_t* send_offset,
+                              float* recv, const int64_t* recv_count, const int64_t* recv_offset) {
+  const int D = size_;
+  const int64_t M = max_message_;
+  int64_t most = 0;
+  for (int r = 0; r < D; r++) most = std::max({most, send_count[r], recv_count[r]});
+  int64_t rounds = (most + M - 1) / M;  // every rank must run the same number of rounds
+  check(MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm_), "MPI_Allreduce");
+  rounds = std::max<int64_t>(rounds, 1);  // an empty exchange is still entered by every rank
+  std::vector<int64_t> s_at(D), r_at(D);
+  std::vector<int> sc(D), rc(D), sd(D), rd(D);
+  // this round's window of every block: start (elements from the buffer) and length
+  auto window = [&](int64_t k, const int64_t* count, const int64_t* offset, std::vector<int64_t>& at,
+                    std::vector<int>& len, int64_t& base) {
+    int64_t top = 0;
+    base = INT64_MAX;
+    for (int r = 0; r < D; r++) {
+      const int64_t lo = std::min(count[r], k * M), hi = std::min(count[r], (k + 1) * M);
+      at[r] = offset[r] + lo, len[r] = (int)(hi - lo);
+      if (len[r] > 0) base = std::min(base, at[r]), top = std::max(top, at[r] + len[r]);
+    }
+    if (base == INT64_MAX) base = 0, top = 0;
+    return top - base <= max_span_;
+  };
+  for (int64_t k = 0; k < rounds; k++) {
+    int64_t sbase = 0, rbase = 0;
+    const bool s_fits = window(k, send_count, send_offset, s_at, sc, sbase);
+    const bool r_fits = window(k, recv_count, recv_offset, r_at, rc, rbase);
+    int fits = s_fits && r_fits;
+    check(MPI_Allreduce(MPI_IN_PLACE, &fits, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
+    if (fits) {
+      for (int r = 0; r < D; r++)
+        sd[r] = sc[r] > 0 ? (int)(s_at[r] - sbase) : 0, rd[r] = rc[r] > 0 ? (int)(r_at[r] - rbase) : 0;
+      check(MPI_Alltoallv(send + sbase, sc.data(), sd.data(), MPI_FLOAT, recv + rbase, rc.data(), rd.data(),
+                          MPI_FLOAT, comm_),
+            "MPI_Alltoallv");
+      continue;
+    }
+    for (int s = 0; s < D; s++) {  // step s: send to rank + s, receive from rank − s
+      const int to = (rank_ + s) % D, from = (rank_ - s + D) % D;
+      check(MPI_Sendrecv(send + s_at[to], sc[to], MPI_FLOAT, to, 0, recv + r_at[from], rc[from], MPI_FLOAT,
+                         from, 0, comm_, MPI_STATUS_IGNORE),
+            "MPI_Sendrecv");
+    }
+  }
+}
+
+}  // namespace mohge
