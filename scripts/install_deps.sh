@@ -5,8 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libdnnl-dev libsentencepiece-dev
       nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev)
 # --test: PyTorch (reference comparison), Chromium (report rendering), clang with libFuzzer and the
-# sanitizer runtimes (scripts/fuzz.sh)
-if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium clang libclang-rt-14-dev libomp-dev); fi
+# sanitizer runtimes (scripts/fuzz.sh), Open MPI (multi-rank tests under mpirun)
+if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium clang libclang-rt-14-dev libomp-dev libopenmpi-dev openmpi-bin); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
