@@ -6,6 +6,9 @@
 #include "core/error.h"
 #include "kernels/backend.h"
 #include "kernels/ops.h"
+#ifdef MOHGE_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 namespace mohge {
 
@@ -117,9 +120,6 @@ Backend& cpu_backend() {
   return be;
 }
 
-#ifdef MOHGE_HAVE_CUDA
-Backend* cuda_backend(std::string* why_not);  // kernels/cuda: nullptr + reason when no device
-#endif
 
 const std::vector<std::string>& backend_names() {
   static const std::vector<std::string> names = {"cpu", "cuda"};

@@ -23,6 +23,10 @@ MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& pref
                                   ep_group)),
       experts_(params, prefix, slots_.experts_of(c.expert_parallel.rank), c.moe.expert_widths, d_,
                (float)c.init_std, out_std(c), c.matmul_precision) {
+  // route() reads the router logits on the host; moving the router onto the device is separate work
+  MOHGE_CHECK(params.backend().host_accessible(),
+              "mixture-of-experts layers run their router on the host: the {} backend cannot run them yet "
+              "(dense models only; use run.backend = \"cpu\")", params.backend().name());
   if (m_.shared_expert_width > 0)
     shared_ = swiglu_register(params, prefix + ".shared_experts", d_, m_.shared_expert_width, (float)c.init_std,
                               out_std(c));
