@@ -356,3 +356,44 @@ TEST(ConfigReference, ListsEveryKeyOnceWithItsConstraint) {
     }
   EXPECT_EQ(n, keys.size());
 }
+
+// The GPU presets (configs/gpu, issue 10): MoHGE-3B's shapes, and moe_3b / dense_3b at the same
+// activated FFN width per token (K × mean expert width + shared width = 7040), so the three cost
+// the same per token.
+TEST(GpuConfigs, HaveTheShapesOfIssue10) {
+  auto read = [](const std::string& name) {
+    return run_config_read(std::string(MOHGE_SOURCE_DIR) + "/configs/gpu/" + name + ".toml", {});
+  };
+  auto activated = [](const ModelConfig& m) {
+    if (m.ffn_kind == FfnKind::dense) return (double)m.intermediate_size;
+    const auto& w = m.moe.expert_widths;
+    double mean = 0;
+    for (int x : w) mean += (double)x / w.size();
+    return m.moe.num_experts_per_tok * mean + m.moe.shared_expert_width;
+  };
+  const RunConfig mohge = read("mohge_3b"), moe = read("moe_3b"), dense = read("dense_3b");
+  for (const RunConfig* rc : {&mohge, &moe, &dense}) {
+    EXPECT_EQ(rc->model.hidden_size, 1024);
+    EXPECT_EQ(rc->model.num_layers, 12);
+    EXPECT_EQ(rc->model.num_heads, 16);
+    EXPECT_EQ(rc->model.vocab_size, 32768);
+    EXPECT_EQ(rc->train.seq_len, 2048);
+    EXPECT_EQ(rc->train.batch_size, 8);
+    EXPECT_EQ(rc->run.matmul_precision, Precision::bf16);
+    EXPECT_EQ(rc->run.backend, "cpu") << "the backend is chosen on the command line, so the files validate anywhere";
+    EXPECT_DOUBLE_EQ(activated(rc->model), 7040.0);
+  }
+  const MoeConfig& m = mohge.model.moe;
+  EXPECT_EQ(mohge.model.first_dense_layers, 1);
+  EXPECT_EQ(mohge.model.intermediate_size, 6144);
+  EXPECT_EQ(m.num_expert_groups, 8);
+  EXPECT_EQ(m.experts_per_group, 8);
+  ASSERT_EQ(m.expert_widths.size(), 64u);
+  EXPECT_EQ(m.expert_widths.front(), 384);
+  EXPECT_EQ(m.expert_widths.back(), 1280);
+  EXPECT_EQ(m.topk_group, 4);
+  EXPECT_EQ(m.num_experts_per_tok, 6);
+  EXPECT_EQ(m.shared_expert_width, 2048);
+  EXPECT_EQ(moe.model.moe.expert_widths, std::vector<int>(64, 832));
+  EXPECT_EQ(moe.model.moe.shared_expert_width, 2048);
+}
