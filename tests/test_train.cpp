@@ -308,6 +308,16 @@ TEST(Resume, MohgeResumedRunEqualsUninterruptedRunWithGroupLossStartingAfterResu
   }
 }
 
+// A run configured for another backend (config reading accepts "cuda" where a GPU is) is refused
+// in one line before any work, rather than trained on the CPU behind the user's back.
+TEST(Training, OtherBackendsAreRefusedInOneLine) {
+  TmpDir out;
+  RunConfig rc = tiny_run(out.str(), "dense", {"train.steps=2"});
+  rc.run.backend = "cuda";
+  EXPECT_ERROR(train_run(rc, quiet()), "run.backend = \"cuda\": the trainer runs on the cpu backend only");
+  EXPECT_FALSE(fs::exists(out / "log.jsonl")) << "the refused run wrote a log";
+}
+
 TEST(Resume, ResumeWithDifferentModelConfigIsAnError) {
   TmpDir out;
   train_run(tiny_run(out.str(), "dense", {"train.steps=4"}), quiet(2));

@@ -61,6 +61,10 @@ uint64_t training_bytes_lower_bound(const Model& m, int B, int T) {
 TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const TrainConfig& tc = rc.train;
   MOHGE_CHECK(opt.validate, "train_run: no validation function");
+  // checkpoints, evaluation and the MoE router read the model from host memory: until they go
+  // through the backend, training on another backend would be wrong, not just slow
+  MOHGE_CHECK(rc.run.backend == "cpu", "run.backend = \"{}\": the trainer runs on the cpu backend only for now "
+              "(bench/bench_train runs a dense model on {} for its speed)", rc.run.backend, rc.run.backend);
   if (tc.threads > 0) omp_set_num_threads(tc.threads);
   const int B = tc.batch_size, T = tc.seq_len;
 
