@@ -4,6 +4,8 @@
 // fp32 weights, gradients, activations and optimizer state; matmul inputs rounded to bf16 when
 // the precision is bf16 (fp32 sums). The CPU backend is the truth: tests/test_ops.cpp runs every
 // op of both against the float64 reference.
+// One host thread at a time: the cuBLAS handle and the scratch buffers are shared by all ops
+// (MoeExperts' OpenMP loop over experts must run serially on this backend once MoE runs here).
 #include "kernels/cuda/cuda_backend.h"
 
 #include <algorithm>
