@@ -13,7 +13,7 @@
 # into a private prefix. Logs and JSON go to gpu_check/ (and, as one archive plus the table, to
 # $OUT when that is set).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=gpu_check
 rm -rf "$out" && mkdir -p "$out"
 t_start=$(date +%s)
