@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+ALIGN = 16  # rows per expert are padded to a multiple of this (bf16 grouped GEMM alignment)
+
 
 def expert_widths(m, moe):
     if moe.get("expert_widths"):
@@ -119,22 +121,21 @@ class MoE(nn.Module):
         chosen, weights = self.route(x)
         flat = chosen.flatten()
         order = torch.argsort(flat, stable=True)
-        token = order // self.K
+        token, sorted_e = order // self.K, flat[order]
+        # each expert's rows start at a multiple of ALIGN (torchtitan's token-group alignment for
+        # grouped GEMMs); the padding rows are zero and their outputs are never read
         counts = torch.bincount(flat, minlength=self.E)
-        xs = x[token].to(torch.bfloat16)
-        outs, row = [], 0
+        padded = (counts + ALIGN - 1) // ALIGN * ALIGN
+        start, pstart = torch.cumsum(counts, 0) - counts, torch.cumsum(padded, 0) - padded
+        dest = pstart[sorted_e] + torch.arange(flat.numel(), device=x.device) - start[sorted_e]
+        bounds = torch.cumsum(padded, 0).tolist()  # one host sync per layer
+        xs = torch.zeros(bounds[-1], x.shape[1], dtype=torch.bfloat16, device=x.device)
+        xs[dest] = x[token].to(torch.bfloat16)
+        outs = []
         for (e, f), stack in zip(self.stack_of, self.stacks):
-            n = int(counts[e:f].sum())
-            if self.use_grouped:
-                try:
-                    outs.append(stack(xs[row:row + n], counts[e:f], True))
-                except (RuntimeError, TypeError) as err:
-                    print(f"torch._grouped_mm refused ({str(err)[:120]}): per-expert loop", file=sys.stderr)
-                    self.use_grouped = False
-            if not self.use_grouped:
-                outs.append(stack(xs[row:row + n], counts[e:f], False))
-            row += n
-        ys = torch.cat(outs) * weights.flatten()[order].unsqueeze(1).to(torch.bfloat16)
+            row0 = bounds[e - 1] if e else 0
+            outs.append(stack(xs[row0:bounds[f - 1]], padded[e:f], self.use_grouped))
+        ys = torch.cat(outs)[dest] * weights.flatten()[order].unsqueeze(1).to(torch.bfloat16)
         y = torch.zeros_like(x, dtype=ys.dtype).index_add_(0, token, ys)
         if self.shared is not None:
             y = y + self.shared(x)
@@ -222,24 +223,39 @@ def main():
     model = Model(m, moe).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     gen = torch.Generator(device=dev).manual_seed(1)
-    secs = 0.0
-    for s in range(a.warmup + a.steps):
+    moes = [b.ffn for b in model.blocks if isinstance(b.ffn, MoE)]
+
+    def step():
         tokens = torch.randint(0, V, (B, T), device=dev, generator=gen)
         targets = torch.randint(0, V, (B, T), device=dev, generator=gen)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model(tokens, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return loss
+
+    try:  # the first warm-up step: torch._grouped_mm may be missing or refuse (forward or backward)
+        step()
+    except (RuntimeError, TypeError, AttributeError) as err:
+        if not moes or not moes[0].use_grouped:
+            raise
+        print(f"torch._grouped_mm failed ({str(err)[:200]}): experts run as a loop", file=sys.stderr)
+        for x in moes:
+            x.use_grouped = False
+        opt.zero_grad(set_to_none=True)
+        step()
+    secs = 0.0
+    for s in range(1, a.warmup + a.steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = step()
         torch.cuda.synchronize()
         if s >= a.warmup:
             secs += time.perf_counter() - t0
     tps = B * T * a.steps / secs
     fpt = 6 * activated_matmul_params(m, moe) + 6 * m["num_layers"] * m["hidden_size"] * T
-    moes = [b.ffn for b in model.blocks if isinstance(b.ffn, MoE)]
     experts = "-" if not moes else ("grouped_mm" if all(x.use_grouped for x in moes) else "loop")
     print(json.dumps({"config": a.config, "torch": torch.__version__, "device": torch.cuda.get_device_name(),
                       "batch": B, "seq_len": T, "steps": a.steps, "tokens_per_s": tps,
