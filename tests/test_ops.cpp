@@ -493,6 +493,47 @@ struct AttentionCase : OpCase {
 };
 
 // ---------------------------------------------------------------------------------------------
+// attention_decode: query rows (sequence, position) over a KV cache
+
+struct AttentionDecodeCase : OpCase {
+  int S, max_len, H, KVH, hd;
+  Ints seq, pos;
+  AttentionDecodeCase(int S, int max_len, int H, int KVH, int hd, Ints seq, Ints pos)
+      : S(S), max_len(max_len), H(H), KVH(KVH), hd(hd), seq(seq), pos(pos) {}
+  int N() const { return (int)seq.size(); }
+  std::string op() const override { return "attention_decode"; }
+  std::string shape() const override {
+    std::string rows;
+    for (int i = 0; i < N(); i++) rows += fmt::format(" {}@{}", seq[i], pos[i]);
+    return fmt::format("S={} L={} H={} KVH={} hd={} rows{}", S, max_len, H, KVH, hd, rows);
+  }
+  bool has_backward() const override { return false; }
+  void init(Rng& rng) override {
+    const size_t kv = (size_t)KVH * hd;
+    F k = rng.uniform((size_t)S * max_len * kv, -2.f, 2.f), v = rng.uniform(k.size());
+    // cache positions no row may read (beyond each sequence's last queried position) hold NaN:
+    // reading one would poison the output
+    for (int s = 0; s < S; s++) {
+      int last = -1;
+      for (int i = 0; i < N(); i++)
+        if (seq[i] == s) last = std::max(last, pos[i]);
+      for (size_t at = ((size_t)s * max_len + last + 1) * kv; at < (size_t)(s + 1) * max_len * kv; at++)
+        k[at] = v[at] = NAN;
+    }
+    inputs = {{"q", rng.uniform((size_t)N() * H * hd, -2.f, 2.f)}, {"kcache", k}, {"vcache", v}};
+  }
+  std::vector<Tensor> forward() override {
+    F out((size_t)N() * H * hd, NAN);
+    mohge::attention_decode(out.data(), in(0).data(), in(1).data(), in(2).data(), seq.data(),
+                            pos.data(), N(), max_len, H, KVH, hd);
+    return {{"out", out}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    return {mohge::ref::attention_decode(x[0], x[1], x[2], seq, pos, N(), max_len, H, KVH, hd)};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // swiglu: out = silu(gate) · up
 
 struct SwiGLUCase : OpCase {
@@ -843,6 +884,12 @@ std::vector<Row> all_cases() {
       row<AttentionCase>(1, 300, 4, 2, 16),  // GQA, 256 + 44 keys: online softmax over 2 key tiles
       row<AttentionCase>(1, 40, 2, 1, 64),   // hd 64 (the GPU configs'): 2 dims per GPU lane
       row<AttentionCase>(1, 33, 2, 2, 128),  // hd 128, the GPU kernel's largest: > 48 KiB of shared memory
+      row<AttentionDecodeCase>(1, 1, 1, 1, 8, Ints{0}, Ints{0}),  // one key
+      // decode: 3 sequences at different positions, GQA; a full cache (position L-1)
+      row<AttentionDecodeCase>(3, 40, 4, 2, 16, Ints{0, 1, 2}, Ints{0, 39, 17}),
+      // prefill: rows of one sequence at consecutive positions, beside another sequence, MQA
+      row<AttentionDecodeCase>(2, 70, 4, 1, 8, Ints{1, 1, 1, 1, 0}, Ints{3, 4, 5, 6, 69}),
+      row<AttentionDecodeCase>(2, 9, 3, 3, 64, Ints{1, 0}, Ints{8, 2}),  // MHA, hd 64
       row<SwiGLUCase>(1, 3.f),
       row<SwiGLUCase>(1001, 12.f),  // includes gates ±100 and 0
       row<CrossEntropyCase>(1, 2, 1.f, 1.f),

@@ -50,6 +50,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* lse, const float* q, const float* k, const float* v, int B,
                         int T, int H, int KVH, int hd);
 
+// Attention of N query rows over a key/value cache (decode and prefill with a KV cache, SPEC §1).
+// q[N,H,hd] -> out[N,H,hd]; kcache/vcache[S,max_len,KVH,hd] hold S sequences. Row i is a query of
+// sequence seq[i] at position pos[i]: it attends to that sequence's keys 0..pos[i] (causal), which
+// must be in the cache already (0 ≤ pos[i] < max_len). GQA as in attention_forward. Forward only.
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
+                      const int32_t* seq, const int32_t* pos, int N, int max_len, int H, int KVH,
+                      int hd);
+
 // out[n] = silu(gate[n]) · up[n] over n ∈ [0, N)
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,

@@ -245,6 +245,51 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
+                      const int32_t* seq, const int32_t* pos, int N, int max_len, int H, int KVH,
+                      int hd) {
+  const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  // One task per (row, kv head): the rep query heads of a kv head read its keys and values once.
+#pragma omp parallel
+  {
+    std::vector<float> scores((size_t)rep * max_len);
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int i = 0; i < N; i++)
+      for (int kh = 0; kh < KVH; kh++) {
+        const int L = pos[i] + 1;
+        const float* K = kcache + (int64_t)seq[i] * max_len * ks + kh * hd;
+        const float* V = vcache + (int64_t)seq[i] * max_len * ks + kh * hd;
+        for (int r = 0; r < rep; r++) {
+          const int h = kh * rep + r;
+          const float* Q = q + (int64_t)i * qs + h * hd;
+          float* s = scores.data() + (size_t)r * max_len;
+          for (int t = 0; t < L; t++) {
+            const float* k = K + (int64_t)t * ks;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int j = 0; j < hd; j++) dot += Q[j] * k[j];
+            s[t] = dot * scale;
+          }
+          float mx = s[0];
+#pragma omp simd reduction(max : mx)
+          for (int t = 1; t < L; t++) mx = std::max(mx, s[t]);
+          float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+          for (int t = 0; t < L; t++) sum += (s[t] = exp_approx(s[t] - mx));
+          const float inv = 1.0f / sum;
+          float* O = out + (int64_t)i * qs + h * hd;
+          std::fill(O, O + hd, 0.0f);
+          for (int t = 0; t < L; t++) {
+            const float p = s[t] * inv, *v = V + (int64_t)t * ks;
+#pragma omp simd
+            for (int j = 0; j < hd; j++) O[j] += p * v[j];
+          }
+        }
+      }
+  }
+}
+
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; i++) {

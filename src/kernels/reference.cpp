@@ -105,6 +105,42 @@ Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int
   return out;
 }
 
+Vec attention_decode(const Vec& q, const Vec& kcache, const Vec& vcache,
+                     const std::vector<int32_t>& seq, const std::vector<int32_t>& pos, int N,
+                     int max_len, int H, int KVH, int hd) {
+  MOHGE_CHECK(KVH > 0 && H % KVH == 0, "ref::attention_decode: H={} not a multiple of KVH={}", H, KVH);
+  MOHGE_CHECK(q.size() == (size_t)N * H * hd && kcache.size() % ((size_t)max_len * KVH * hd) == 0 &&
+                  vcache.size() == kcache.size() && seq.size() == (size_t)N && pos.size() == (size_t)N,
+              "ref::attention_decode: bad sizes");
+  const size_t S = kcache.size() / ((size_t)max_len * KVH * hd);
+  const int group = H / KVH;
+  const double scale = 1.0 / std::sqrt((double)hd);
+  auto ki = [&](int s, int t, int g) { return (((size_t)s * max_len + t) * KVH + g) * hd; };
+  Vec out((size_t)N * H * hd, 0.0);
+  for (int i = 0; i < N; i++) {
+    MOHGE_CHECK(seq[i] >= 0 && (size_t)seq[i] < S && pos[i] >= 0 && pos[i] < max_len,
+                "ref::attention_decode: row {} outside the cache", i);
+    for (int h = 0; h < H; h++) {
+      const int g = h / group;
+      const double* qi = q.data() + ((size_t)i * H + h) * hd;
+      Vec score(pos[i] + 1);
+      double mx = -INFINITY;
+      for (int t = 0; t <= pos[i]; t++) {
+        double dot = 0.0;
+        for (int d = 0; d < hd; d++) dot += qi[d] * kcache[ki(seq[i], t, g) + d];
+        score[t] = dot * scale;
+        mx = std::max(mx, score[t]);
+      }
+      double z = 0.0;
+      for (int t = 0; t <= pos[i]; t++) z += std::exp(score[t] - mx);
+      for (int t = 0; t <= pos[i]; t++)
+        for (int d = 0; d < hd; d++)
+          out[((size_t)i * H + h) * hd + d] += std::exp(score[t] - mx) / z * vcache[ki(seq[i], t, g) + d];
+    }
+  }
+  return out;
+}
+
 Vec swiglu(const Vec& gate, const Vec& up) {
   MOHGE_CHECK(gate.size() == up.size(), "ref::swiglu: bad sizes");
   Vec out(gate.size());

@@ -1,5 +1,5 @@
-// defines: mohge::ref::{matmul, embedding, rmsnorm, rope, attention, swiglu, crossentropy, add,
-//          numerical_gradient} — slow float64 reference forwards of every op in kernels/ops.h
+// defines: mohge::ref::{matmul, embedding, rmsnorm, rope, attention, attention_decode, swiglu,
+//          crossentropy, add, numerical_gradient} — slow float64 reference forwards of every op in kernels/ops.h
 // Written independently of ops_cpu.cpp with naive loops, for tests/test_ops.cpp to judge the fast
 // path against. No parallelism, no BLAS, no tricks: each function is its formula. Shapes follow
 // ops.h (N = rows, B/T/H = batch, time, heads, hd = head dim), tensors are row-major and flat.
@@ -31,6 +31,12 @@ Vec rope(const Vec& x, int B, int T, int H, int hd, double theta, int pos0, bool
 // log Σ_{s≤t} exp(q·k_s/√hd).
 Vec attention(const Vec& q, const Vec& k, const Vec& v, int B, int T, int H, int KVH, int hd,
               Vec* lse = nullptr);
+
+// q[N,H,hd] over caches k/v[S,max_len,KVH,hd] -> out[N,H,hd]: row i is ref::attention's row for
+// a query at position pos[i] of sequence seq[i], over that sequence's keys 0..pos[i].
+Vec attention_decode(const Vec& q, const Vec& kcache, const Vec& vcache,
+                     const std::vector<int32_t>& seq, const std::vector<int32_t>& pos, int N,
+                     int max_len, int H, int KVH, int hd);
 
 // out[n] = silu(gate[n]) · up[n] = gate[n] / (1 + exp(−gate[n])) · up[n]
 Vec swiglu(const Vec& gate, const Vec& up);
