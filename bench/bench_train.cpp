@@ -30,9 +30,9 @@ using clk = std::chrono::steady_clock;
 // Model FLOPs per trained token = 3 × forward, forward = 2 × (activated matmul parameters incl.
 // router and LM head, excl. the embedding lookup) + 4·d·T per layer for attention scores and
 // values (full T×T, the convention of DATA.md's PyTorch figure).
-static double flops_per_token(const Model& m, int T) {
-  const ModelConfig& c = m.cfg;
-  double matmul = m.active_params_per_token() - c.hidden_size * (2.0 * c.num_layers + 1);  // minus norms
+static double flops_per_token(const Context& ctx, int T) {
+  const ModelConfig& c = ctx.model().cfg;
+  double matmul = ctx.active_params_per_token() - c.hidden_size * (2.0 * c.num_layers + 1);  // minus norms
   matmul -= c.hidden_size;  // the embedding row counted by active_params_per_token
   if (c.tie_word_embeddings) matmul += (double)c.vocab_size * c.hidden_size;
   return 3.0 * (2.0 * matmul + 4.0 * c.hidden_size * T * c.num_layers);
@@ -40,9 +40,9 @@ static double flops_per_token(const Model& m, int T) {
 
 // Model FLOPs per token as issue 10 counts them for MFU on a GPU: 6 × activated matmul parameters
 // + 6·L·d·T (causal attention: half of the T×T scores and values).
-static double causal_flops_per_token(const Model& m, int T) {
-  const ModelConfig& c = m.cfg;
-  return flops_per_token(m, T) - 6.0 * c.hidden_size * T * c.num_layers;
+static double causal_flops_per_token(const Context& ctx, int T) {
+  const ModelConfig& c = ctx.model().cfg;
+  return flops_per_token(ctx, T) - 6.0 * c.hidden_size * T * c.num_layers;
 }
 
 // A GPU's matmul rate in the run's precision, measured in the same process: 8192³ (issue 10's
@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
     Model model(rc.model, be);
     model.init_weights(rc.train.seed);
     AdamW opt(model.params, {});
+    Context ctx(model, Mode::train);
     std::mt19937_64 rng(1);
     std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
     double loss = 0, secs = 0, cpu_secs = 0;
@@ -100,8 +101,8 @@ int main(int argc, char** argv) {
       auto t0 = clk::now();
       const double c0 = cpu_now();
       model.params.zero_grad();
-      loss = model.forward(in.data(), tg.data(), B, T, s);
-      model.backward(1.0f);
+      loss = model.forward(ctx, in.data(), tg.data(), B, T, s);
+      model.backward(ctx, 1.0f);
       double norm = grad_global_norm(model.params.backend(), model.params.all_grad(), model.params.total());
       opt.step(model.params, 1e-4, s + 1, grad_clip_factor(norm, 1.0));
       be.synchronize();  // a GPU step has finished only when its queue has
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
         cpu_secs += cpu_now() - c0;
       }
     }
-    double tps = (double)B * T * steps / secs, fpt = flops_per_token(model, T);
+    double tps = (double)B * T * steps / secs, fpt = flops_per_token(ctx, T);
     rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     nlohmann::json j = {{"config", config.empty() ? "<defaults>" : config}, {"overrides", sets},
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
       j["fraction_of_sgemm"] = tps * fpt / 1e9 / gemm;
     } else {
       // MFU against the H200's dense bf16 peak (989 TFLOP/s), and the matmul rate of this run
-      const double cfpt = causal_flops_per_token(model, T), mm = device_matmul_tflops(be, rc.model.matmul_precision);
+      const double cfpt = causal_flops_per_token(ctx, T), mm = device_matmul_tflops(be, rc.model.matmul_precision);
       j["mfu_formula"] = "tokens/s x (6 x activated matmul params + 6 L d T) / 989e12";
       j["mfu"] = tps * cfpt / 989e12;
       j["device_matmul_tflops"] = mm;

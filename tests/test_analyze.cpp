@@ -114,14 +114,15 @@ void make_run(Env& v, const std::string& run, Model& m) {
   model_save(ck, m);
   fs::copy_file(v.tokenizer, ck + "/tokenizer.model");
   std::ofstream log(run + "/log.jsonl");
-  RoutingLog rl(m, 2);
+  Context ctx(m, Mode::train);
+  RoutingLog rl(ctx, 2);
   DataLoader dl(v.data_dir + "/train.bin", 2, 16, 3);
   std::vector<int32_t> in(32), tg(32);
   for (int step : {1, 2, 2, 3, 4}) {
     m.begin_step();
     rl.begin_step();
     dl.next_batch(in.data(), tg.data());
-    const double loss = m.forward(in.data(), tg.data(), 2, 16, step);
+    const double loss = m.forward(ctx, in.data(), tg.data(), 2, 16, step);
     rl.add_micro_batch();
     json rec = {{"step", step}, {"loss", loss}, {"lm_loss", loss}, {"lr", 1e-3}};
     json r = rl.step_record();
@@ -399,7 +400,8 @@ TEST(Analyze, MohgeCheckpointWritesConsistentReport) {
   DataLoader dl(e.data_dir + "/val.bin", 2, 16, 0);
   std::vector<int32_t> in(32), tg(32);
   ASSERT_TRUE(dl.next_eval_batch(in.data(), tg.data()));
-  m.forward(in.data(), tg.data(), 2, 16);
+  Context ctx(m, Mode::eval);
+  m.forward(ctx, in.data(), tg.data(), 2, 16);
   ASSERT_EQ(a["layers"].size(), 2u);
   double experts_sum = 0;
   for (int s = 0; s < 2; s++) {
@@ -418,7 +420,7 @@ TEST(Analyze, MohgeCheckpointWritesConsistentReport) {
   }
   expect_distance_matrix(a["wasserstein"]["mean"], 6, "mean");
   EXPECT_NEAR(a["activated_params"]["experts_sum"].get<double>(), experts_sum, 1e-9 * experts_sum);
-  EXPECT_NEAR(a["activated_params"]["whole_model"].get<double>(), m.active_params_per_token(), 1e-6);
+  EXPECT_NEAR(a["activated_params"]["whole_model"].get<double>(), ctx.active_params_per_token(), 1e-6);
   EXPECT_EQ(a["activated_params"]["tokens"].get<double>(), 32.0);
   // E = 6 on D = 2: every policy places; D = 4 would be refused (tested below with the hmoe model)
   for (auto& p : a["device_load"]["policies"]) EXPECT_TRUE(p["ok"].get<bool>()) << p.dump();

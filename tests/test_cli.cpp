@@ -516,10 +516,11 @@ TEST_P(CliForwardOk, WritesNpyEqualToInProcessLogits) {
   EXPECT_FALSE(n.fortran);
   ASSERT_EQ(n.shape, (std::vector<int64_t>{(int64_t)toks.size(), 320}));
   auto m = model_load(ck);
-  m->forward(toks.data(), nullptr, 1, (int)toks.size());
+  Context ctx(*m, Mode::eval);
+  m->forward(ctx, toks.data(), nullptr, 1, (int)toks.size());
   double scale = 0;
   for (size_t i = 0; i < n.data.size(); i++) {
-    ASSERT_NEAR(n.data[i], m->logits()[i], 1e-5) << i;
+    ASSERT_NEAR(n.data[i], ctx.logits()[i], 1e-5) << i;
     scale = std::max(scale, (double)std::abs(n.data[i]));
   }
   EXPECT_GT(scale, 0.0);
@@ -552,14 +553,15 @@ TEST(CliGrad, WritesLossLogitsAndGradientsEqualToInProcess) {
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) in.push_back(tokens[b * (T + 1) + t]), tg.push_back(tokens[b * (T + 1) + t + 1]);
   m->params.zero_grad();
-  const double lm = m->forward(in.data(), tg.data(), B, T, 0);
-  const double total = lm + m->aux_loss();
-  EXPECT_GT(m->aux_loss(), 0.0);
+  Context ctx(*m, Mode::train);
+  const double lm = m->forward(ctx, in.data(), tg.data(), B, T, 0);
+  const double total = lm + ctx.aux_loss();
+  EXPECT_GT(ctx.aux_loss(), 0.0);
   EXPECT_NEAR(*g.f32("loss", {1}), total, 1e-5);
   EXPECT_NEAR(*g.f32("lm_loss", {1}), lm, 1e-5);
   const float* lg = g.f32("logits", {B, T, 320});
-  for (int i = 0; i < B * T * 320; i++) ASSERT_NEAR(lg[i], m->logits()[i], 1e-5);
-  m->backward(1.0f);
+  for (int i = 0; i < B * T * 320; i++) ASSERT_NEAR(lg[i], ctx.logits()[i], 1e-5);
+  m->backward(ctx, 1.0f);
   for (auto& p : m->params.infos()) {
     const float* gg = g.f32("grad." + p.name, p.shape);
     const float* ours = m->params.all_grad() + p.offset;

@@ -108,12 +108,13 @@ const Tokenizer& tok() {
 }
 
 // Σ log softmax over the continuation, one sequence, one forward of exactly its length, float64.
-double naive_logprob(Model& m, const std::vector<int32_t>& ctx, const std::vector<int32_t>& cont) {
+double naive_logprob(const Model& m, const std::vector<int32_t>& ctx, const std::vector<int32_t>& cont) {
   std::vector<int32_t> full = ctx;
   full.insert(full.end(), cont.begin(), cont.end());
   const int T = (int)full.size() - 1, V = m.cfg.vocab_size;
-  m.forward(full.data(), nullptr, 1, T);
-  const float* z = m.logits();
+  Context c(m, Mode::eval);
+  m.forward(c, full.data(), nullptr, 1, T);
+  const float* z = c.logits();
   double sum = 0;
   for (size_t i = ctx.size(); i < full.size(); i++) {
     const float* row = z + (i - 1) * V;
@@ -199,8 +200,9 @@ TEST(EvalScoring, GreedyFlagAndBadRequests) {
   Model m(tiny_model("dense"));
   m.init_weights(8);
   std::vector<int32_t> ctx = {5, 9, 17};
-  m.forward(ctx.data(), nullptr, 1, 3);
-  const float* z = m.logits() + 2 * 320;
+  Context c(m, Mode::eval);
+  m.forward(c, ctx.data(), nullptr, 1, 3);
+  const float* z = c.logits() + 2 * 320;
   const int32_t best = (int32_t)(std::max_element(z, z + 320) - z);
   auto got = score_continuations(m, {{ctx, {best}}, {ctx, {(int32_t)((best + 1) % 320)}}}, 2);
   EXPECT_TRUE(got[0].greedy);

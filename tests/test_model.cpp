@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -147,9 +148,10 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
   const GradCase& gc = GetParam();
   ModelConfig cfg = tiny_config(gc.kind, gc.gate_norm);
   Model m(cfg);
+  Context ctx(m, Mode::train);
   const int B = 2, T = 6, N = B * T;
   auto in = random_tokens(N, cfg.vocab_size, 5), tg = random_tokens(N, cfg.vocab_size, 6);
-  auto total_loss = [&] { return m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss(); };
+  auto total_loss = [&] { return m.forward(ctx, in.data(), tg.data(), B, T, 0) + ctx.aux_loss(); };
   // fp32 loss (~4) is exact to ~5e-7, so the quotient has noise ~1e-5 at this step; the weights are
   // O(0.1-1), so the O(h^2) curvature error stays ~1e-3 relative.
   const double h = 3e-2;
@@ -182,9 +184,9 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
   randomize(m, seed);
   m.params.zero_grad();
   const double f0 = total_loss();
-  const double aux0 = m.aux_loss();
+  const double aux0 = ctx.aux_loss();
   const auto route0 = routing_snapshot(m);
-  m.backward(1.0f);
+  m.backward(ctx, 1.0f);
   std::vector<float> grad(m.params.all_grad(), m.params.all_grad() + m.params.total());
   if (cfg.is_moe()) {
     EXPECT_GT(aux0, 1e-3) << "aux losses must be switched on for this check";
@@ -261,11 +263,12 @@ TEST_P(WholeModelGradient, BackwardMatchesFiniteDifferencesOfLmPlusAuxLoss) {
     ModelConfig c0 = cfg;
     c0.moe.lb_coef = c0.moe.pp_coef = c0.moe.entropy_coef = c0.moe.group_coef = c0.moe.intra_coef = 0;
     Model m0(c0);
+    Context ctx0(m0, Mode::train);
     std::copy_n(m.params.all_data(), m.params.total(), m0.params.all_data());
     m0.params.zero_grad();
-    m0.forward(in.data(), tg.data(), B, T, 0);
-    EXPECT_EQ(m0.aux_loss(), 0.0);
-    m0.backward(1.0f);
+    m0.forward(ctx0, in.data(), tg.data(), B, T, 0);
+    EXPECT_EQ(ctx0.aux_loss(), 0.0);
+    m0.backward(ctx0, 1.0f);
     for (const ParamInfo& p : m.params.infos()) {
       if (!is_router_tensor(p.name)) continue;
       double num = 0, den = 0;
@@ -296,14 +299,15 @@ TEST(ModelAuxLoss, GroupLossSwitchesOnAtStartStep) {
   ModelConfig cfg = tiny_config("mohge");
   cfg.moe.group_loss_start_step = 5;
   Model m(cfg);
+  Context ctx(m, Mode::train);
   randomize(m, 3);
   auto in = random_tokens(12, cfg.vocab_size, 1), tg = random_tokens(12, cfg.vocab_size, 2);
-  m.forward(in.data(), tg.data(), 2, 6, 4);
-  auto terms = m.aux_terms();
-  const double before = m.aux_loss();
+  m.forward(ctx, in.data(), tg.data(), 2, 6, 4);
+  auto terms = ctx.aux_terms();
+  const double before = ctx.aux_loss();
   EXPECT_NEAR(before, cfg.moe.intra_coef * terms.at("intra_group"), 1e-9);
-  m.forward(in.data(), tg.data(), 2, 6, 5);
-  const double after = m.aux_loss();
+  m.forward(ctx, in.data(), tg.data(), 2, 6, 5);
+  const double after = ctx.aux_loss();
   EXPECT_NEAR(after, cfg.moe.intra_coef * terms.at("intra_group") + cfg.moe.group_coef * terms.at("group"), 1e-9);
   EXPECT_GT(terms.at("group"), 0.0);
 }
@@ -510,7 +514,7 @@ TEST_P(MoeLayerVsDenseReference, ForwardRoutingAndGradientsMatch) {
 
   // engine forward + backward of L = <dout, out>
   std::vector<float> out((size_t)N * d), dx((size_t)N * d, 0.0f);
-  ffn.forward(out.data(), x.data(), N, 0);
+  ffn.forward(out.data(), x.data(), N, 0, Mode::train);
   params.zero_grad();
   ffn.backward(dx.data(), dout.data(), x.data(), N, 1.0f);
 
@@ -617,9 +621,10 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 // ------------------------------------------------------------------------- checkpoint round trip
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& toks) {
-  m.forward(toks.data(), nullptr, 1, (int)toks.size());
-  return std::vector<float>(m.logits(), m.logits() + toks.size() * (size_t)m.cfg.vocab_size);
+std::vector<float> logits_of(const Model& m, const std::vector<int32_t>& toks) {
+  Context ctx(m, Mode::eval);
+  m.forward(ctx, toks.data(), nullptr, 1, (int)toks.size());
+  return std::vector<float>(ctx.logits(), ctx.logits() + toks.size() * (size_t)m.cfg.vocab_size);
 }
 
 class CheckpointRoundTrip : public ::testing::TestWithParam<std::tuple<const char*, bool>> {};
@@ -833,73 +838,162 @@ TEST(CheckpointResolve, ClearErrorsForNonCheckpoints) {
 }
 
 // ------------------------------------------------------------------------------- KV-cache decode
+// max |a − b| over a row of V logits, failing the test when above tol
+void expect_logits_near(const float* a, const float* b, int V, double tol, const std::string& what) {
+  double diff = 0;
+  for (int v = 0; v < V; v++) diff = std::max(diff, (double)std::abs(a[v] - b[v]));
+  EXPECT_LE(diff, tol) << what;
+}
+
 class KvCacheDecode : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(KvCacheDecode, DecodeStepLogitsEqualFullForward) {
+// The prompt prefilled as one batch, then one token per decode step: the logits after every
+// prefix equal the full forward's logits at that position.
+TEST_P(KvCacheDecode, PrefillAndDecodeLogitsEqualFullForward) {
   ModelConfig cfg = tiny_config(GetParam());
   Model m(cfg);
   randomize(m, 8);
-  const int T = 9, V = cfg.vocab_size;
+  const int T = 9, P = 4, V = cfg.vocab_size;
   auto toks = random_tokens(T, V, 77);
   auto full = logits_of(m, toks);
-  KVCache cache(cfg, T);
-  std::vector<float> step(V);
-  double maxdiff = 0, scale = 0;
-  for (int t = 0; t < T; t++) {
-    m.decode_step(cache, toks[t], step.data());
-    for (int v = 0; v < V; v++) {
-      maxdiff = std::max(maxdiff, (double)std::abs(step[v] - full[(size_t)t * V + v]));
-      scale = std::max(scale, (double)std::abs(full[(size_t)t * V + v]));
-      ASSERT_NEAR(step[v], full[(size_t)t * V + v], 1e-4) << "position " << t << " token " << v;
-    }
-  }
-  EXPECT_EQ(cache.pos, T);
+  double scale = 0;
+  for (float z : full) scale = std::max(scale, (double)std::abs(z));
   EXPECT_GT(scale, 0.05);
-  // the cache is full now
-  EXPECT_ERROR(m.decode_step(cache, toks[0], step.data()), "KV cache full");
-  // reset reproduces position 0
-  cache.reset();
-  m.decode_step(cache, toks[0], step.data());
-  for (int v = 0; v < V; v++) EXPECT_NEAR(step[v], full[v], 1e-4);
+  Context ctx(m, Mode::decode, 1, T);
+  const std::vector<int32_t> seq0(T, 0);
+  m.decode(ctx, toks.data(), seq0.data(), P);
+  EXPECT_EQ(ctx.seq_len(0), P);
+  expect_logits_near(ctx.seq_logits(0), full.data() + (size_t)(P - 1) * V, V, 1e-5, "after the prefill");
+  for (int t = P; t < T; t++) {
+    m.decode(ctx, &toks[t], seq0.data(), 1);
+    expect_logits_near(ctx.seq_logits(0), full.data() + (size_t)t * V, V, 1e-5, "position " + std::to_string(t));
+  }
+  EXPECT_EQ(ctx.seq_len(0), T);
+  // the cache is full now; a failed decode changes nothing
+  EXPECT_ERROR(m.decode(ctx, toks.data(), seq0.data(), 1), "KV cache full");
+  EXPECT_EQ(ctx.seq_len(0), T);
+  // cleared, the sequence starts again at position 0, here one token at a time
+  ctx.clear(0);
+  for (int t = 0; t < 2; t++) m.decode(ctx, &toks[t], seq0.data(), 1);
+  expect_logits_near(ctx.seq_logits(0), full.data() + (size_t)V, V, 1e-5, "after clear");
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, KvCacheDecode, ::testing::Values("dense", "moe", "hmoe", "mohge"),
                          [](const auto& info) { return std::string(info.param); });
 
+class BatchedDecode : public ::testing::TestWithParam<const char*> {};
+
+// Three sequences prefilled in one batch (three runs of different lengths), then decoded together
+// at different positions (in any row order, not every sequence in every step): each sequence's
+// logits equal decoding it alone in its own context.
+TEST_P(BatchedDecode, SequencesAtDifferentPositionsEqualEachAlone) {
+  ModelConfig cfg = tiny_config(GetParam());
+  Model m(cfg);
+  randomize(m, 12);
+  const int S = 3, V = cfg.vocab_size, max_len = 16;
+  const std::vector<int> prompt_len = {2, 6, 3};
+  std::vector<std::vector<int32_t>> toks;
+  for (int s = 0; s < S; s++) toks.push_back(random_tokens(12, V, 200 + s));
+  // steps: which sequences feed their next token, in row order
+  const std::vector<std::vector<int32_t>> steps = {{0, 1, 2}, {2, 0, 1}, {1, 2}, {0, 1, 2}};
+
+  Context batch(m, Mode::decode, S, max_len);
+  std::vector<std::unique_ptr<Context>> alone;
+  std::vector<int32_t> rows, seqs;
+  for (int s = 0; s < S; s++) {
+    alone.push_back(std::make_unique<Context>(m, Mode::decode, 1, max_len));
+    const std::vector<int32_t> zero(prompt_len[s], 0);
+    m.decode(*alone[s], toks[s].data(), zero.data(), prompt_len[s]);
+    rows.insert(rows.end(), toks[s].begin(), toks[s].begin() + prompt_len[s]);
+    seqs.insert(seqs.end(), prompt_len[s], s);
+  }
+  m.decode(batch, rows.data(), seqs.data(), (int)rows.size());
+  for (int s = 0; s < S; s++)
+    expect_logits_near(batch.seq_logits(s), alone[s]->seq_logits(0), V, 1e-5, "prefill of sequence " + std::to_string(s));
+  for (size_t k = 0; k < steps.size(); k++) {
+    rows.clear();
+    for (int32_t s : steps[k]) {
+      const int32_t tok = toks[s][batch.seq_len(s)], zero = 0;
+      rows.push_back(tok);
+      m.decode(*alone[s], &tok, &zero, 1);
+    }
+    m.decode(batch, rows.data(), steps[k].data(), (int)rows.size());
+    for (int32_t s : steps[k]) {
+      EXPECT_EQ(batch.seq_len(s), alone[s]->seq_len(0));
+      expect_logits_near(batch.seq_logits(s), alone[s]->seq_logits(0), V, 1e-5,
+                         fmt::format("step {} sequence {}", k, s));
+    }
+  }
+  EXPECT_EQ(batch.seq_len(0), 2 + 3);
+  EXPECT_EQ(batch.seq_len(1), 6 + 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, BatchedDecode, ::testing::Values("dense", "mohge"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// Decode batches that cannot be run are errors that leave the cache as it was.
+TEST(BatchedDecode, BadBatchesAreErrors) {
+  ModelConfig cfg = tiny_config("dense");
+  Model m(cfg);
+  randomize(m, 1);
+  Context ctx(m, Mode::decode, 2, 4);
+  std::vector<int32_t> tok = {1, 2, 3}, seq = {0, 1, 0};
+  EXPECT_ERROR(m.decode(ctx, tok.data(), seq.data(), 3), "rows of sequence 0 are not one consecutive run");
+  seq = {0, 2, 2};
+  EXPECT_ERROR(m.decode(ctx, tok.data(), seq.data(), 3), "sequence 2 is outside the KV cache of 2 sequences");
+  seq = {1, 1, 1};
+  tok[1] = 32;
+  EXPECT_ERROR(m.decode(ctx, tok.data(), seq.data(), 3), "token id 32 is outside the vocabulary [0, 32)");
+  tok[1] = -1;
+  EXPECT_ERROR(m.decode(ctx, tok.data(), seq.data(), 3), "token id -1 is outside the vocabulary");
+  EXPECT_ERROR(m.decode(ctx, tok.data(), seq.data(), 0), "empty batch");
+  tok = {1, 2, 3, 4, 5};
+  seq = {1, 1, 1, 1, 1};
+  EXPECT_ERROR(m.decode(ctx, tok.data(), seq.data(), 5), "sequence 1: KV cache full (4 positions)");
+  EXPECT_EQ(ctx.seq_len(0), 0);
+  EXPECT_EQ(ctx.seq_len(1), 0);
+  EXPECT_ERROR(ctx.seq_logits(1), "sequence 1 had no row in the last decode batch");
+  // contexts of the wrong mode or model, bad cache sizes
+  Context train(m, Mode::train);
+  EXPECT_ERROR(m.decode(train, tok.data(), seq.data(), 1), "decode needs a decode context");
+  EXPECT_ERROR(m.forward(ctx, tok.data(), nullptr, 1, 1), "forward needs a train or eval context");
+  Model other(cfg);
+  EXPECT_ERROR(other.decode(ctx, tok.data(), seq.data(), 1), "the context was made for another model");
+  EXPECT_ERROR(Context(m, Mode::decode, 0, 4), "needs at least one sequence");
+  EXPECT_ERROR(Context(m, Mode::decode, 1, cfg.max_seq_len + 1), "KV cache length");
+}
+
 // ------------------------------------------------------------------------- token id validation
 TEST(ModelInputs, TokenIdsOutsideVocabularyAreErrors) {
   ModelConfig cfg = tiny_config("moe");
   Model m(cfg);
+  Context ctx(m, Mode::train);
   randomize(m, 1);
   std::vector<int32_t> in = {1, 2, 3, 4}, tg = {2, 3, 4, 5};
-  EXPECT_NO_THROW(m.forward(in.data(), tg.data(), 1, 4));
+  EXPECT_NO_THROW(m.forward(ctx, in.data(), tg.data(), 1, 4));
   in[2] = 32;
-  EXPECT_ERROR(m.forward(in.data(), tg.data(), 1, 4), "token id 32 at position 2 is outside the vocabulary [0, 32)");
+  EXPECT_ERROR(m.forward(ctx, in.data(), tg.data(), 1, 4), "token id 32 at position 2 is outside the vocabulary [0, 32)");
   in[2] = -1;
-  EXPECT_ERROR(m.forward(in.data(), nullptr, 1, 4), "token id -1 at position 2 is outside the vocabulary");
+  EXPECT_ERROR(m.forward(ctx, in.data(), nullptr, 1, 4), "token id -1 at position 2 is outside the vocabulary");
   in[2] = 3;
   tg[3] = 40;
-  EXPECT_ERROR(m.forward(in.data(), tg.data(), 1, 4), "target id 40 at position 3 is outside the vocabulary");
+  EXPECT_ERROR(m.forward(ctx, in.data(), tg.data(), 1, 4), "target id 40 at position 3 is outside the vocabulary");
   tg[3] = -7;
-  EXPECT_ERROR(m.forward(in.data(), tg.data(), 1, 4), "target id -7");
-  KVCache cache(cfg, 4);
-  std::vector<float> out(cfg.vocab_size);
-  EXPECT_ERROR(m.decode_step(cache, 32, out.data()), "token id 32 is outside the vocabulary");
-  EXPECT_ERROR(m.decode_step(cache, -1, out.data()), "token id -1 is outside the vocabulary");
-  EXPECT_EQ(cache.pos, 0);
+  EXPECT_ERROR(m.forward(ctx, in.data(), tg.data(), 1, 4), "target id -7");
   // sequence longer than max_seq_len, empty batch
   std::vector<int32_t> longer(cfg.max_seq_len + 1, 1);
-  EXPECT_ERROR(m.forward(longer.data(), nullptr, 1, (int)longer.size()), "exceeds model max_seq_len");
-  EXPECT_ERROR(m.forward(in.data(), nullptr, 0, 4), "empty batch");
+  EXPECT_ERROR(m.forward(ctx, longer.data(), nullptr, 1, (int)longer.size()), "exceeds model max_seq_len");
+  EXPECT_ERROR(m.forward(ctx, in.data(), nullptr, 0, 4), "empty batch");
 }
 
 TEST(ModelInputs, BackwardWithoutTargetsIsAnError) {
   ModelConfig cfg = tiny_config("dense");
   Model m(cfg);
+  Context ctx(m, Mode::train);
   randomize(m, 1);
   std::vector<int32_t> in = {1, 2, 3};
-  m.forward(in.data(), nullptr, 1, 3);
-  EXPECT_ERROR(m.backward(1.0f), "without a forward with targets");
+  m.forward(ctx, in.data(), nullptr, 1, 3);
+  EXPECT_ERROR(m.backward(ctx, 1.0f), "without a forward with targets");
 }
 
 // ----------------------------------------------------------------------------- thread count
@@ -916,11 +1010,12 @@ TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) {
   for (int k = 0; k < 2; k++) {
     omp_set_num_threads(k + 1);
     Model m(cfg);
+    Context ctx(m, Mode::train);
     randomize(m, 5);
     m.params.zero_grad();
-    loss[k] = m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss();
-    logits[k].assign(m.logits(), m.logits() + (size_t)N * cfg.vocab_size);
-    m.backward(1.0f);
+    loss[k] = m.forward(ctx, in.data(), tg.data(), B, T, 0) + ctx.aux_loss();
+    logits[k].assign(ctx.logits(), ctx.logits() + (size_t)N * cfg.vocab_size);
+    m.backward(ctx, 1.0f);
     grads[k].assign(m.params.all_grad(), m.params.all_grad() + m.params.total());
   }
   omp_set_num_threads(saved);
@@ -936,25 +1031,26 @@ TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) {
 // logits and gradients as a fresh model.
 TEST(ModelShapes, ForwardBackwardAfterOtherBatchShapesMatchesFreshModel) {
   ModelConfig cfg = tiny_config("hmoe");
-  auto run = [&](Model& m, int B, int T, std::vector<float>* grad) {
+  auto run = [&](Model& m, Context& ctx, int B, int T, std::vector<float>* grad) {
     auto in = random_tokens(B * T, cfg.vocab_size, 100 + B * 31 + T), tg = random_tokens(B * T, cfg.vocab_size, 7 + B + T);
     m.params.zero_grad();
-    double loss = m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss();
-    std::vector<float> logits(m.logits(), m.logits() + (size_t)B * T * cfg.vocab_size);
-    m.backward(1.0f);
+    double loss = m.forward(ctx, in.data(), tg.data(), B, T, 0) + ctx.aux_loss();
+    std::vector<float> logits(ctx.logits(), ctx.logits() + (size_t)B * T * cfg.vocab_size);
+    m.backward(ctx, 1.0f);
     if (grad) grad->assign(m.params.all_grad(), m.params.all_grad() + m.params.total());
     logits.push_back((float)loss);
     return logits;
   };
   Model fresh(cfg), reused(cfg);
+  Context fresh_ctx(fresh, Mode::train), reused_ctx(reused, Mode::train);
   randomize(fresh, 9);
   randomize(reused, 9);
-  run(reused, 2, 6, nullptr);
-  run(reused, 1, 12, nullptr);
-  run(reused, 3, 2, nullptr);
+  run(reused, reused_ctx, 2, 6, nullptr);
+  run(reused, reused_ctx, 1, 12, nullptr);
+  run(reused, reused_ctx, 3, 2, nullptr);
   std::vector<float> g1, g2;
-  auto a = run(fresh, 2, 5, &g1);
-  auto b = run(reused, 2, 5, &g2);
+  auto a = run(fresh, fresh_ctx, 2, 5, &g1);
+  auto b = run(reused, reused_ctx, 2, 5, &g2);
   EXPECT_EQ(a, b);
   EXPECT_EQ(g1, g2);
 }
@@ -971,7 +1067,6 @@ TEST(Generate, VocabLimitKeepsSamplesInsideTheTokenizerVocabulary) {
   // direction, scaled up
   float* lm = m.params.data(m.params.find("lm_head.weight"));
   std::vector<int32_t> prompt = {1, 2, 3};
-  m.forward(prompt.data(), nullptr, 1, 3);
   for (int v = limit; v < cfg.vocab_size; v++)
     for (int i = 0; i < cfg.hidden_size; i++) lm[(size_t)v * cfg.hidden_size + i] = lm[(size_t)0 * cfg.hidden_size + i] * 50.0f;
   SamplingOptions o;
@@ -1009,11 +1104,12 @@ TEST_P(MixedPrecision, Bf16TracksFp32) {
   for (int k = 0; k < 2; k++) {
     cfg.matmul_precision = k ? Precision::bf16 : Precision::fp32;
     Model m(cfg);
+    Context ctx(m, Mode::train);
     randomize(m, 21);
     m.params.zero_grad();
-    loss[k] = m.forward(in.data(), tg.data(), B, T, 0) + m.aux_loss();
-    logits[k].assign(m.logits(), m.logits() + (size_t)N * cfg.vocab_size);
-    m.backward(1.0f);
+    loss[k] = m.forward(ctx, in.data(), tg.data(), B, T, 0) + ctx.aux_loss();
+    logits[k].assign(ctx.logits(), ctx.logits() + (size_t)N * cfg.vocab_size);
+    m.backward(ctx, 1.0f);
     grads[k].assign(m.params.all_grad(), m.params.all_grad() + m.params.total());
   }
   double lmax = 0, ldiff = 0, dot = 0, n0 = 0, n1 = 0;

@@ -523,10 +523,11 @@ struct AttentionDecodeCase : OpCase {
     inputs = {{"q", rng.uniform((size_t)N() * H * hd, -2.f, 2.f)}, {"kcache", k}, {"vcache", v}};
   }
   std::vector<Tensor> forward() override {
-    F out((size_t)N() * H * hd, NAN);
-    mohge::attention_decode(out.data(), in(0).data(), in(1).data(), in(2).data(), seq.data(),
-                            pos.data(), N(), max_len, H, KVH, hd);
-    return {{"out", out}};
+    auto out = up(F((size_t)N() * H * hd, NAN)), q = up_in(0), k = up_in(1), v = up_in(2);
+    auto s = up(seq), p = up(pos);
+    be->attention_decode(out.data(), q.data(), k.data(), v.data(), s.data(), p.data(), N(), max_len, H,
+                         KVH, hd);
+    return {{"out", host(out)}};
   }
   std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
     return {mohge::ref::attention_decode(x[0], x[1], x[2], seq, pos, N(), max_len, H, KVH, hd)};

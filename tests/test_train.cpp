@@ -154,6 +154,7 @@ OverfitResult overfit_one_batch(const std::string& kind, uint64_t loader_seed) {
   Model m(rc.model);
   m.init_weights(3);
   AdamW opt(m.params, {0.9, 0.95, 1e-8, 0.0, false});
+  Context ctx(m, Mode::train);
   const int B = 2, T = 16;
   DataLoader loader(ds.data_dir + "/train.bin", B, T, loader_seed);
   std::vector<int32_t> in(B * T), tg(B * T);
@@ -161,10 +162,10 @@ OverfitResult overfit_one_batch(const std::string& kind, uint64_t loader_seed) {
   OverfitResult r{0, 0, 0};
   for (; r.steps < 400; r.steps++) {
     m.params.zero_grad();
-    r.last = m.forward(in.data(), tg.data(), B, T);
+    r.last = m.forward(ctx, in.data(), tg.data(), B, T);
     if (r.steps == 0) r.first = r.last;
     if (r.last < 0.02) break;
-    m.backward(1.0f);
+    m.backward(ctx, 1.0f);
     opt.step(m.params, 3e-3, r.steps + 1);
   }
   return r;
@@ -522,8 +523,9 @@ TEST(Optimizer, TrainerLogsGlobalGradNormOfTheFirstStep) {
   std::vector<int32_t> in(rc.train.batch_size * rc.train.seq_len), tg(in.size());
   loader.next_batch(in.data(), tg.data());
   m.params.zero_grad();
-  const double loss = m.forward(in.data(), tg.data(), rc.train.batch_size, rc.train.seq_len, 0);
-  m.backward(1.0f);
+  Context ctx(m, Mode::train);
+  const double loss = m.forward(ctx, in.data(), tg.data(), rc.train.batch_size, rc.train.seq_len, 0);
+  m.backward(ctx, 1.0f);
   EXPECT_EQ(r.at(1).at("lm_loss").get<double>(), loss);
   EXPECT_NEAR(r.at(1).at("grad_norm").get<double>(), grad_global_norm(m.params.backend(), m.params.all_grad(), m.params.total()), 1e-9);
 }

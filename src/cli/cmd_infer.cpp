@@ -94,8 +94,9 @@ void register_infer_commands(CLI::App& app) {
   add_action(fwd, [] {
     auto model = model_load(checkpoint_resolve(f_ckpt));
     auto toks = parse_tokens(f_tokens);
-    model->forward(toks.data(), nullptr, 1, (int)toks.size());
-    npy_write_f32(f_out, model->logits(), {(int64_t)toks.size(), model->cfg.vocab_size});
+    Context ctx(*model, Mode::eval);
+    model->forward(ctx, toks.data(), nullptr, 1, (int)toks.size());
+    npy_write_f32(f_out, ctx.logits(), {(int64_t)toks.size(), model->cfg.vocab_size});
     fmt::print("wrote {} [{}, {}]\n", f_out, toks.size(), model->cfg.vocab_size);
   });
 
@@ -121,11 +122,12 @@ void register_infer_commands(CLI::App& app) {
     std::vector<int32_t> in, tg;
     for (int b = 0; b < B; b++)
       for (int i = 0; i < T; i++) in.push_back(all[b * (T + 1) + i]), tg.push_back(all[b * (T + 1) + i + 1]);
-    double lm = model->forward(in.data(), tg.data(), B, T, d_step);
-    std::vector<float> logits(model->logits(), model->logits() + (size_t)B * T * model->cfg.vocab_size);
-    float lmf = (float)lm, total = (float)(lm + model->aux_loss());
+    Context ctx(*model, Mode::train);
+    double lm = model->forward(ctx, in.data(), tg.data(), B, T, d_step);
+    std::vector<float> logits(ctx.logits(), ctx.logits() + (size_t)B * T * model->cfg.vocab_size);
+    float lmf = (float)lm, total = (float)(lm + ctx.aux_loss());
     model->params.zero_grad();
-    model->backward(1.0f);
+    model->backward(ctx, 1.0f);
     std::vector<TensorView> out = {
         {"logits", "F32", {B, T, model->cfg.vocab_size}, logits.data(), logits.size() * 4},
         {"loss", "F32", {1}, &total, 4},

@@ -194,7 +194,8 @@ void RoutingRecorder::add_tokens(const int32_t* tokens, int N) {
   tokens_ += N;
 }
 
-void RoutingRecorder::add(const Model& m, const int32_t* tokens, int N) {
+void RoutingRecorder::add(const Context& ctx, const int32_t* tokens, int N) {
+  const Model& m = ctx.model();
   add_tokens(tokens, N);
   for (size_t s = 0; s < layers_.size(); s++) {
     auto r = m.ffn(layers_[s].layer).routing();
@@ -203,7 +204,7 @@ void RoutingRecorder::add(const Model& m, const int32_t* tokens, int N) {
                 r->last.T, N);
     add_layer((int)s, r->last, tokens);
   }
-  active_sum_ += m.active_params_per_token() * N;
+  active_sum_ += ctx.active_params_per_token() * N;
 }
 
 // ------------------------------------------------------------------------------- measurements
@@ -856,12 +857,13 @@ AnalyzeResult analyze_checkpoint(const AnalyzeOptions& opt) {
   const int64_t step = checkpoint_step(dir);
 
   RoutingRecorder rec(cfg);
+  Context ctx(*model, Mode::eval);
   std::vector<int32_t> in((size_t)opt.batch_size * T), tg((size_t)opt.batch_size * T);
   int rows = 0, batches = 0;
   double loss_sum = 0;
   while (batches < opt.batches && loader.next_eval_batch(in.data(), tg.data(), &rows)) {
-    loss_sum += model->forward(in.data(), tg.data(), rows, T, std::max<int64_t>(step, 0)) * rows * T;
-    rec.add(*model, in.data(), rows * T);
+    loss_sum += model->forward(ctx, in.data(), tg.data(), rows, T, std::max<int64_t>(step, 0)) * rows * T;
+    rec.add(ctx, in.data(), rows * T);
     batches++;
   }
   MOHGE_CHECK(rec.tokens() > 0, "{}: no evaluation window of {} tokens", shard, T + 1);

@@ -78,8 +78,8 @@ class RoutingRecorder {
   };
   // Throws mohge::Error "no MoE layers to analyze" for a dense model.
   explicit RoutingRecorder(const ModelConfig& cfg);
-  // After m.forward() on these N = B·T input tokens: records every MoE layer's routing().
-  void add(const Model& m, const int32_t* tokens, int N);
+  // After a forward through ctx on these N = B·T input tokens: records every MoE layer's routing().
+  void add(const Context& ctx, const int32_t* tokens, int N);
   // The parts of add(), for synthetic routings: count the analyzed token ids (once per position), and
   // one layer's routing of r.T tokens (slot = index among the MoE layers).
   void add_tokens(const int32_t* tokens, int N);

@@ -8,7 +8,8 @@
 
 namespace mohge {
 
-EvalResult evaluate_loss(Model& model, DataLoader& loader, uint64_t max_batches) {
+EvalResult evaluate_loss(const Model& model, DataLoader& loader, uint64_t max_batches) {
+  Context ctx(model, Mode::eval);
   const int B = loader.B(), T = loader.T();
   std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
   EvalResult r;
@@ -16,7 +17,7 @@ EvalResult evaluate_loss(Model& model, DataLoader& loader, uint64_t max_batches)
   int rows = 0;
   loader.reset();
   while ((max_batches == 0 || r.batches < max_batches) && loader.next_eval_batch(in.data(), tg.data(), &rows)) {
-    sum += model.forward(in.data(), tg.data(), rows, T) * rows * T;
+    sum += model.forward(ctx, in.data(), tg.data(), rows, T) * rows * T;
     r.tokens += (uint64_t)rows * T;
     r.batches++;
   }

@@ -13,6 +13,6 @@ struct EvalResult {
 };
 
 // Scores up to max_batches batches (0 = the whole shard) from the start of the shard.
-EvalResult evaluate_loss(Model& model, DataLoader& loader, uint64_t max_batches);
+EvalResult evaluate_loss(const Model& model, DataLoader& loader, uint64_t max_batches);
 
 }  // namespace mohge

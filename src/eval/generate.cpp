@@ -32,7 +32,7 @@ int32_t sample_token(const float* logits, int V, const SamplingOptions& o, std::
   return idx[dist(rng)];
 }
 
-std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, const SamplingOptions& o,
+std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt, const SamplingOptions& o,
                               const std::function<void(int32_t)>& on_token) {
   MOHGE_CHECK(!prompt.empty(), "generate: empty prompt");
   MOHGE_CHECK(o.temperature >= 0, "--temperature must be >= 0");
@@ -44,20 +44,20 @@ std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, cons
   const int max_T = (int)std::min<int64_t>(m.cfg.max_seq_len, (int64_t)prompt.size() + o.max_new_tokens);
   MOHGE_CHECK((int)prompt.size() < m.cfg.max_seq_len, "prompt of {} tokens does not fit max_seq_len {}",
               prompt.size(), m.cfg.max_seq_len);
-  KVCache cache(m.cfg, max_T);
-  std::vector<float> logits(V);
+  Context ctx(m, Mode::decode, 1, max_T);
   std::mt19937_64 rng(o.seed);
-  for (int32_t t : prompt) m.decode_step(cache, t, logits.data());
+  const int32_t seq = 0;
+  m.decode(ctx, prompt.data(), std::vector<int32_t>(prompt.size(), seq).data(), (int)prompt.size());
   std::vector<int32_t> out;
   while ((int)out.size() < o.max_new_tokens) {
-    MOHGE_CHECK(first_non_finite(logits.data(), V) == (size_t)V,
-                "generate: non-finite logits at position {} (diverged or corrupt weights)", cache.pos);
-    int32_t next = sample_token(logits.data(), Vs, o, rng);
+    MOHGE_CHECK(first_non_finite(ctx.seq_logits(seq), V) == (size_t)V,
+                "generate: non-finite logits at position {} (diverged or corrupt weights)", ctx.seq_len(seq));
+    int32_t next = sample_token(ctx.seq_logits(seq), Vs, o, rng);
     if (next == o.eos_id) break;
     out.push_back(next);
     if (on_token) on_token(next);
-    if (cache.pos >= max_T) break;
-    m.decode_step(cache, next, logits.data());
+    if (ctx.seq_len(seq) >= max_T) break;
+    m.decode(ctx, &next, &seq, 1);
   }
   return out;
 }

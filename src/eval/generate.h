@@ -1,4 +1,5 @@
 // defines: SamplingOptions, sample_token, generate — text generation with a KV cache
+// The prompt is prefilled as one batch (Model::decode), then each new token is one decode row.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -24,7 +25,7 @@ struct SamplingOptions {
 int32_t sample_token(const float* logits, int V, const SamplingOptions& o, std::mt19937_64& rng);
 
 // Feeds the prompt, then samples up to max_new_tokens; on_token is called for each new token.
-std::vector<int32_t> generate(Model& m, const std::vector<int32_t>& prompt, const SamplingOptions& o,
+std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt, const SamplingOptions& o,
                               const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace mohge

@@ -22,7 +22,7 @@ struct Row {
 
 }  // namespace
 
-std::vector<ScoreResult> score_continuations(Model& model, const std::vector<ScoreRequest>& reqs,
+std::vector<ScoreResult> score_continuations(const Model& model, const std::vector<ScoreRequest>& reqs,
                                              int batch_size, ScoreStats* stats) {
   MOHGE_CHECK(batch_size >= 1, "scoring: batch size {} must be >= 1", batch_size);
   const size_t max_len = (size_t)model.cfg.max_seq_len + 1;  // tokens in a row: T inputs + 1
@@ -57,6 +57,7 @@ std::vector<ScoreResult> score_continuations(Model& model, const std::vector<Sco
   std::vector<ScoreResult> out(n);
   ScoreStats st;
   std::vector<int32_t> inputs;
+  Context ctx(model, Mode::eval);
   for (size_t b0 = 0; b0 < n; b0 += (size_t)batch_size) {
     const int B = (int)std::min<size_t>((size_t)batch_size, n - b0);
     const int T = (int)rows[order[b0]].toks.size() - 1;  // the longest row of the batch
@@ -65,8 +66,8 @@ std::vector<ScoreResult> score_continuations(Model& model, const std::vector<Sco
       const Row& r = rows[order[b0 + b]];
       std::copy(r.toks.begin(), r.toks.end() - 1, inputs.begin() + (ptrdiff_t)b * T);
     }
-    model.forward(inputs.data(), nullptr, B, T);
-    const float* logits = model.logits();
+    model.forward(ctx, inputs.data(), nullptr, B, T);
+    const float* logits = ctx.logits();
 #pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
       const size_t idx = order[b0 + b];

@@ -40,7 +40,7 @@ struct ScoreStats {
 };
 
 // Scores every request; results are in request order. batch_size >= 1 rows per forward.
-std::vector<ScoreResult> score_continuations(Model& model, const std::vector<ScoreRequest>& reqs,
+std::vector<ScoreResult> score_continuations(const Model& model, const std::vector<ScoreRequest>& reqs,
                                              int batch_size, ScoreStats* stats = nullptr);
 
 // Tokens of `context` and `continuation` as the model would see the text context + continuation,

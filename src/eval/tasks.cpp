@@ -57,7 +57,7 @@ double pairs_accuracy(const std::vector<double>& good, const std::vector<double>
   return (double)hit / (double)good.size();
 }
 
-McEval evaluate_mc(Model& model, const Tokenizer& tok, const std::vector<McItem>& items,
+McEval evaluate_mc(const Model& model, const Tokenizer& tok, const std::vector<McItem>& items,
                    const TaskOptions& opt) {
   std::vector<ScoreRequest> reqs;
   for (const auto& it : items) {
@@ -81,7 +81,7 @@ McEval evaluate_mc(Model& model, const Tokenizer& tok, const std::vector<McItem>
   return r;
 }
 
-PairsEval evaluate_pairs(Model& model, const Tokenizer& tok, const std::vector<PairItem>& items,
+PairsEval evaluate_pairs(const Model& model, const Tokenizer& tok, const std::vector<PairItem>& items,
                          const TaskOptions& opt) {
   MOHGE_CHECK(opt.start_token >= 0, "minimal pairs: a start token is needed to score a sentence's first token");
   std::vector<ScoreRequest> reqs;

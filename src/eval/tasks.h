@@ -44,7 +44,7 @@ struct McEval {
   std::vector<std::vector<double>> loglik;  // per item, per choice
   ScoreStats stats;
 };
-McEval evaluate_mc(Model& model, const Tokenizer& tok, const std::vector<McItem>& items,
+McEval evaluate_mc(const Model& model, const Tokenizer& tok, const std::vector<McItem>& items,
                    const TaskOptions& opt);
 
 struct PairsEval {
@@ -53,7 +53,7 @@ struct PairsEval {
   std::vector<double> good, bad;  // log-likelihoods
   ScoreStats stats;
 };
-PairsEval evaluate_pairs(Model& model, const Tokenizer& tok, const std::vector<PairItem>& items,
+PairsEval evaluate_pairs(const Model& model, const Tokenizer& tok, const std::vector<PairItem>& items,
                          const TaskOptions& opt);
 
 }  // namespace mohge

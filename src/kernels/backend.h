@@ -84,6 +84,12 @@ class Backend {
                                   const float* out, const float* lse, const float* q,
                                   const float* k, const float* v, int B, int T, int H, int KVH,
                                   int hd) = 0;
+  // Attention of N query rows over a KV cache (decode, prefill): q[N,H,hd] -> out[N,H,hd] over
+  // kcache/vcache[S,max_len,KVH,hd]; row i is sequence seq[i] at position pos[i] and attends to
+  // that sequence's keys 0..pos[i] (seq, pos: backend int32 [N]). Forward only.
+  virtual void attention_decode(float* out, const float* q, const float* kcache,
+                                const float* vcache, const int32_t* seq, const int32_t* pos, int N,
+                                int max_len, int H, int KVH, int hd) = 0;
   // out[n] = silu(gate[n]) · up[n];  backward accumulates into dgate, dup
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
   virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,

@@ -72,6 +72,11 @@ class CpuBackend final : public Backend {
                           int T, int H, int KVH, int hd) override {
     mohge::attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd);
   }
+  void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
+                        const int32_t* seq, const int32_t* pos, int N, int max_len, int H, int KVH,
+                        int hd) override {
+    mohge::attention_decode(out, q, kcache, vcache, seq, pos, N, max_len, H, KVH, hd);
+  }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {
     mohge::swiglu_forward(out, gate, up, n);
   }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "model/mode.h"
 #include "model/model_config.h"
 #include "model/params.h"
 #include "moe/aux_loss.h"
@@ -26,14 +27,15 @@ struct FfnRouting {
 class Ffn {
  public:
   virtual ~Ffn() = default;
-  // out[N,d] = FFN(inp[N,d]). step: the optimizer step (some aux losses start late).
-  virtual void forward(float* out, const float* inp, int N, int64_t step) = 0;
+  // out[N,d] = FFN(inp[N,d]). step: the optimizer step (some aux losses start late). Auxiliary
+  // losses and step statistics only in Mode::train.
+  virtual void forward(float* out, const float* inp, int N, int64_t step, Mode mode) = 0;
   // dinp[N,d] += ∂L/∂inp for upstream dout[N,d], given the inp of the last forward; parameter
   // gradients accumulate. aux_scale multiplies the auxiliary-loss gradients (the same scale the
   // LM loss gradient got, e.g. 1/grad_accum).
   virtual void backward(float* dinp, const float* dout, const float* inp, int N,
                         float aux_scale) = 0;
-  // Weighted sum of the auxiliary losses of the last forward (0 for dense), and each term.
+  // Weighted sum of the auxiliary losses of the last train forward (0 for dense), and each term.
   virtual double aux_loss() const { return 0.0; }
   virtual void aux_terms(std::map<std::string, double>& sum) const {}
   // Start of an optimizer step: per-step statistics (routing counts) restart.

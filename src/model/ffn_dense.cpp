@@ -38,7 +38,7 @@ DenseFfn::DenseFfn(const ModelConfig& c, int width, ParamTable& params, const st
   ids_ = swiglu_register(params, prefix, d_, W_, std, out_std);
 }
 
-void DenseFfn::forward(float* out, const float* inp, int N, int64_t) {
+void DenseFfn::forward(float* out, const float* inp, int N, int64_t, Mode) {
   Backend& be = params_.backend();
   size_t n = (size_t)N * W_;
   g_.ensure(be, n), u_.ensure(be, n), a_.ensure(be, n);

@@ -40,7 +40,7 @@ SwigluIds swiglu_register(ParamTable& p, const std::string& prefix, int d, int W
 class DenseFfn : public Ffn {
  public:
   DenseFfn(const ModelConfig& c, int width, ParamTable& params, const std::string& prefix);
-  void forward(float* out, const float* inp, int N, int64_t step) override;
+  void forward(float* out, const float* inp, int N, int64_t step, Mode mode) override;
   void backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) override;
   double active_params_per_token() const override { return 3.0 * d_ * W_; }
 

@@ -68,7 +68,7 @@ void MoeFfn::plan_send(int N) {
   dev_weight_.upload(routing_.weight.data(), A);
 }
 
-void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
+void MoeFfn::forward(float* out, const float* inp, int N, int64_t step, Mode mode) {
   const int d = d_;
   Backend& be = params_.backend();
   step_ = step;
@@ -94,9 +94,12 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step) {
                        m_.shared_expert_width, true, prec_);
   }
 
-  // auxiliary losses (values now; their gradients in backward). With global_batch_stats the
-  // counts are those of the step so far: every micro-batch routed since begin_step, up to this
-  // one (later micro-batches are not routed yet when this one's backward runs).
+  // training only: auxiliary losses (values now; their gradients in backward). With
+  // global_batch_stats the counts are those of the step so far: every micro-batch routed since
+  // begin_step, up to this one (later micro-batches are not routed yet when this one's backward
+  // runs).
+  aux_total_ = 0.0, aux_terms_.clear();
+  if (mode != Mode::train) return;
   step_stats_.add(routing_, cache_);
   AuxLossValues v = aux_loss_values(m_, cache_, routing_, step, global_stats());
   aux_total_ = v.total;

@@ -28,7 +28,7 @@ class MoeFfn : public Ffn {
   // Registers the router, the shared expert and the experts c.expert_parallel gives this rank.
   // ep_group: the expert-parallel ranks' communicator, required when c.expert_parallel.size > 1.
   MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix, Collective* ep_group = nullptr);
-  void forward(float* out, const float* inp, int N, int64_t step) override;
+  void forward(float* out, const float* inp, int N, int64_t step, Mode mode) override;
   void backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) override;
   double aux_loss() const override { return aux_total_; }
   void aux_terms(std::map<std::string, double>& sum) const override;

@@ -1,19 +1,20 @@
-// defines: Model — the LLaMA-style decoder (SPEC §1): forward, backward, KV-cache decoding
-// Activations needed by backward are kept per layer in LayerActs; the FFN of each layer is an
-// Ffn (dense or mixture of experts), so the block never changes when the FFN kind does.
+// defines: Model — the LLaMA-style decoder (SPEC §1): weights, forward, backward, KV-cache decoding
+// The Model holds the configuration and the weights (+ their gradients); every pass writes only
+// into a Context (model/context.h): activations, KV cache. One block implementation serves the
+// training forward, prefill and batched decoding; the FFN of each layer is an Ffn (dense or
+// mixture of experts), so the block never changes when the FFN kind does.
 #pragma once
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "model/context.h"
 #include "model/ffn.h"
 #include "model/model_config.h"
 #include "model/params.h"
 
 namespace mohge {
-
-struct KVCache;
 
 class Model {
  public:
@@ -26,22 +27,25 @@ class Model {
     for (auto& f : ffn_) f->begin_step();
   }
 
-  // inputs/targets [B,T]. Returns the mean LM cross-entropy (targets may be null: logits only).
-  // Logits [B,T,V] stay in logits() until backward overwrites them with their gradient.
-  double forward(const int32_t* inputs, const int32_t* targets, int B, int T, int64_t step = 0);
-  // Gradient of loss_scale · (LM loss + aux losses) accumulated into params. After forward.
-  void backward(float loss_scale);
-  const float* logits() const { return logits_.data(); }  // backend memory
-  // Sum over layers of the weighted auxiliary losses of the last forward, and each term.
-  double aux_loss() const;
-  std::map<std::string, double> aux_terms() const;
-  // Parameters used per token in the last forward: total, and the FFN/expert part.
-  double active_params_per_token() const;
-  double ffn_active_params_per_token() const;
-  const Ffn& ffn(int layer) const { return *ffn_[layer]; }
+  // inputs/targets [B,T] through a train or eval context. Returns the mean LM cross-entropy
+  // (targets may be null: logits only). Logits [B,T,V] stay in ctx.logits() (train mode: until
+  // backward overwrites them with their gradient).
+  double forward(Context& ctx, const int32_t* inputs, const int32_t* targets, int B, int T,
+                 int64_t step = 0) const;
+  // Gradient of loss_scale · (LM loss + aux losses) accumulated into params. After a train-mode
+  // forward with targets of the same context.
+  void backward(Context& ctx, float loss_scale);
+  // Prefill and decoding through a decode context: row i appends token tokens[i] to sequence
+  // seqs[i] at its next position; the rows of one sequence are one consecutive run (a prompt, or
+  // one token per running sequence when decoding). Their keys and values join the cache; then
+  // ctx.seq_logits(s) holds the logits after the last row of each sequence s of the batch.
+  // Errors: a token outside the vocabulary, a sequence outside the cache or in two runs, a full
+  // sequence (nothing is changed then).
+  void decode(Context& ctx, const int32_t* tokens, const int32_t* seqs, int N) const;
 
-  // Incremental decoding: feeds one token at cache position, writes logits [V].
-  void decode_step(KVCache& cache, int32_t token, float* logits_out);
+  const Ffn& ffn(int layer) const { return *ffn_[layer]; }
+  // Parameters outside the FFNs that every token uses (all but the embedding table, plus its row).
+  double dense_params_per_token() const;
 
   ModelConfig cfg;
   ParamTable params;
@@ -49,31 +53,17 @@ class Model {
 
  private:
   struct LayerIds { int ln1, q, k, v, o, ln2; };
-  struct LayerActs {
-    Buffer<float> x, ln1, rstd1, q, k, v, lse, atty, h, ln2, rstd2;
-  };
-  void ensure_acts(int B, int T);
-  int B_ = 0, T_ = 0, cap_B_ = 0, cap_T_ = 0;
+  // One transformer block on the N rows of ctx.acts(l).x -> out[N,d] (may be that x outside
+  // train mode). Attention: train/eval rows are B causal sequences of T; decode rows are placed
+  // by ctx's runs and read and extend its KV cache.
+  void block_forward(Context& ctx, int l, float* out, int N) const;
+  // Final norm and LM head of rows x[R,d] -> ctx.logits_ [R,V].
+  void head_forward(Context& ctx, const float* x, int R) const;
+  void check_context(const Context& ctx) const;
   int embed_id_ = -1, norm_id_ = -1, lm_id_ = -1;
   std::vector<LayerIds> layer_ids_;
   std::vector<std::unique_ptr<Ffn>> ffn_;
   Backend& be_;
-  std::vector<LayerActs> acts_;
-  Buffer<float> resid_, lnf_, rstdf_, logits_, lse_;
-  Buffer<int32_t> inputs_, targets_;
-  Buffer<double> loss_sum_;
-  bool has_targets_ = false;
-  int64_t step_ = 0;
-  // backward scratch
-  Buffer<float> dres_, dln_, dq_, dk_, dv_, datty_;
-};
-
-// Key/value cache for one sequence: k,v [L, max_T, KVH·hd].
-struct KVCache {
-  KVCache(const ModelConfig& c, int max_T);
-  void reset() { pos = 0; }
-  int max_T, pos = 0;
-  std::vector<float> k, v;
 };
 
 }  // namespace mohge

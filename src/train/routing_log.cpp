@@ -11,15 +11,16 @@ void RoutingLog::begin_step() {
 
 void RoutingLog::add_micro_batch() {
   micro_++;
-  active_ += model_.active_params_per_token();
-  ffn_active_ += model_.ffn_active_params_per_token();
+  active_ += ctx_.active_params_per_token();
+  ffn_active_ += ctx_.ffn_active_params_per_token();
 }
 
 nlohmann::json RoutingLog::step_record() const {
+  const Model& model = ctx_.model();
   nlohmann::json layers = nlohmann::json::array();
-  for (int l = 0; l < model_.cfg.num_layers; l++)
-    if (auto r = model_.ffn(l).routing()) {
-      nlohmann::json j = routing_metrics(r->config, r->step, model_.cfg.hidden_size, devices_);
+  for (int l = 0; l < model.cfg.num_layers; l++)
+    if (auto r = model.ffn(l).routing()) {
+      nlohmann::json j = routing_metrics(r->config, r->step, model.cfg.hidden_size, devices_);
       j["layer"] = l;
       layers.push_back(std::move(j));
     }

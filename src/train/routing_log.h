@@ -11,13 +11,13 @@ namespace mohge {
 
 class RoutingLog {
  public:
-  RoutingLog(const Model& m, int devices) : model_(m), devices_(devices) {}
+  RoutingLog(const Context& ctx, int devices) : ctx_(ctx), devices_(devices) {}
   void begin_step();
-  void add_micro_batch();  // after a forward: activated parameters of that micro-batch
+  void add_micro_batch();  // after a forward through ctx: activated parameters of that micro-batch
   nlohmann::json step_record() const;
 
  private:
-  const Model& model_;
+  const Context& ctx_;
   int devices_;
   double active_ = 0, ffn_active_ = 0;
   int micro_ = 0;

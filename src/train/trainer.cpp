@@ -138,7 +138,8 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const bool tty = opt.progress && isatty(fileno(stdout));
   std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
   TrainSummary sum;
-  RoutingLog routing(model, tc.routing_devices);
+  Context ctx(model, Mode::train);
+  RoutingLog routing(ctx, tc.routing_devices);
   const int64_t first_step = st.step;
   const double tokens_per_step = (double)B * T * tc.grad_accum;
   double run_s = 0.0;
@@ -168,11 +169,11 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     std::map<std::string, double> aux_terms;
     for (int micro = 0; micro < tc.grad_accum; micro++) {
       train_loader.next_batch(in.data(), tg.data());
-      lm += model.forward(in.data(), tg.data(), B, T, st.step) / tc.grad_accum;
-      aux += model.aux_loss() / tc.grad_accum;
-      for (auto& [k, v] : model.aux_terms()) aux_terms[k] += v / tc.grad_accum;
+      lm += model.forward(ctx, in.data(), tg.data(), B, T, st.step) / tc.grad_accum;
+      aux += ctx.aux_loss() / tc.grad_accum;
+      for (auto& [k, v] : ctx.aux_terms()) aux_terms[k] += v / tc.grad_accum;
       routing.add_micro_batch();
-      model.backward(1.0f / tc.grad_accum);
+      model.backward(ctx, 1.0f / tc.grad_accum);
     }
     const double norm = grad_global_norm(model.params.backend(), model.params.all_grad(), model.params.total());
     MOHGE_CHECK(std::isfinite(norm) && std::isfinite(lm),
