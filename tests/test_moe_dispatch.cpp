@@ -290,7 +290,7 @@ LayerResult run_layer(const ModelConfig& cfg, const ParamTable& weights, const E
   res.out.assign((size_t)N * d, 0.0f), res.dx.assign((size_t)N * d, 0.0f);
   run_ranks(D, [&](int r) {
     const size_t o = (size_t)begin[r] * d;
-    layer[r]->forward(res.out.data() + o, x.data() + o, run.tokens[r], 0);
+    layer[r]->forward(res.out.data() + o, x.data() + o, run.tokens[r], 0, Mode::train);
     layer[r]->backward(res.dx.data() + o, dout.data() + o, x.data() + o, run.tokens[r], 1.0f);
   });
   res.tokens_per_expert.assign(cfg.moe.num_experts, 0);
