@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "kernels/backend.h"
+#include "model/context.h"
 #include "model/model.h"
 #include "train/optimizer.h"
 #include "test_util.h"
@@ -45,10 +46,11 @@ StepResult train_step(Backend& be, const ModelConfig& cfg, const std::vector<int
   Model m(cfg, be);
   m.init_weights(7);
   AdamW opt(m.params, {});
+  Context ctx(m, Mode::train);
   StepResult r;
   m.params.zero_grad();
-  r.loss = m.forward(in.data(), tg.data(), B, T, 0);
-  m.backward(1.0f);
+  r.loss = m.forward(ctx, in.data(), tg.data(), B, T, 0);
+  m.backward(ctx, 1.0f);
   for (const ParamInfo& p : m.params.infos()) {
     std::vector<float> g((size_t)p.numel);
     be.download(g.data(), m.params.all_grad() + p.offset, g.size() * sizeof(float));
@@ -57,7 +59,7 @@ StepResult train_step(Backend& be, const ModelConfig& cfg, const std::vector<int
   }
   r.grad_norm = grad_global_norm(be, m.params.all_grad(), m.params.total());
   opt.step(m.params, 1e-3, 1, grad_clip_factor(r.grad_norm, 1.0));
-  r.loss_after = m.forward(in.data(), tg.data(), B, T, 1);
+  r.loss_after = m.forward(ctx, in.data(), tg.data(), B, T, 1);
   return r;
 }
 

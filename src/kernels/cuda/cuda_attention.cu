@@ -268,6 +268,49 @@ void launch_with_smem(const char* name, Kernel kernel, dim3 grid, int threads, s
   MOHGE_CUDA_LAUNCHED(name);
 }
 
+// Grid (N, H), one warp per block: query row i (sequence seq[i] at position pos[i]) and head h
+// over that sequence's cached keys 0..pos[i]. Lane j scores key c0 + j of each chunk of 32; the
+// warp keeps one running max and sum (online softmax) and lane j owns output dims j + 32·i.
+// Decode is memory-bound (each cached key and value is read once per query head); speed left for
+// later: split-K over long caches (FlashDecoding) and reading a kv head once for its rep heads.
+template <int DIMS>
+__global__ void attention_decode_kernel(float* out, const float* q, const float* kcache, const float* vcache,
+                                        const int32_t* seq, const int32_t* pos, int max_len, int H, int KVH,
+                                        int hd, float scale) {
+  const int i = blockIdx.x, h = blockIdx.y, kh = h / (H / KVH), lane = threadIdx.x;
+  const int64_t ks = (int64_t)KVH * hd;
+  const float* Q = q + ((int64_t)i * H + h) * hd;
+  const float* K = kcache + (int64_t)seq[i] * max_len * ks + (int64_t)kh * hd;
+  const float* V = vcache + (int64_t)seq[i] * max_len * ks + (int64_t)kh * hd;
+  const int L = pos[i] + 1;
+  float m = -INFINITY, l = 0.0f, acc[DIMS];
+#pragma unroll
+  for (int d = 0; d < DIMS; d++) acc[d] = 0.0f;
+  for (int c0 = 0; c0 < L; c0 += 32) {
+    const int t = c0 + lane;
+    const float sc = t < L ? dot(Q, K + (int64_t)t * ks, hd) * scale : -INFINITY;
+    const float m_new = fmaxf(m, warp_max(sc));
+    const float p = t < L ? __expf(sc - m_new) : 0.0f;
+    const float corr = __expf(m - m_new);  // 0 on the first chunk (m = -inf)
+    l = l * corr + warp_sum(p);
+#pragma unroll
+    for (int d = 0; d < DIMS; d++) acc[d] *= corr;
+    const int n = min(32, L - c0);
+    for (int j = 0; j < n; j++) {
+      const float pj = __shfl_sync(kFull, p, j);
+      const float* vr = V + (int64_t)(c0 + j) * ks;
+#pragma unroll
+      for (int d = 0; d < DIMS; d++)
+        if (lane + 32 * d < hd) acc[d] += pj * vr[lane + 32 * d];
+    }
+    m = m_new;
+  }
+  float* O = out + ((int64_t)i * H + h) * hd;
+#pragma unroll
+  for (int d = 0; d < DIMS; d++)
+    if (lane + 32 * d < hd) O[lane + 32 * d] = acc[d] / l;
+}
+
 unsigned tiles(int T) { return (unsigned)((T + kTile - 1) / kTile); }
 
 // Calls f(std::integral_constant<int, DIMS>) with the smallest DIMS ∈ {1, 2, 4} for which
@@ -307,6 +350,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     launch_with_smem("attention_backward (dk, dv)", attention_backward_dkv_kernel<dims()>,
                      dim3(tiles(T), KVH, B), kKvWarps * 32, (size_t)kTile * (4 * hd + 4), stream, dk, dv, dout,
                      lse, D, q, k, v, s);
+  });
+}
+
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* seq,
+                      const int32_t* pos, int N, int max_len, int H, int KVH, int hd, cudaStream_t stream) {
+  if (N <= 0 || H <= 0) return;
+  with_dims(hd, [&](auto dims) {
+    attention_decode_kernel<dims()><<<dim3(N, H), 32, 0, stream>>>(out, q, kcache, vcache, seq, pos, max_len, H,
+                                                                    KVH, hd, 1.0f / sqrtf((float)hd));
+    MOHGE_CUDA_LAUNCHED("attention_decode");
   });
 }
 

@@ -158,6 +158,11 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* seq,
+                        const int32_t* pos, int N, int max_len, int H, int KVH, int hd) override {
+    check_attention(H, KVH, hd);
+    cuda::attention_decode(out, q, kcache, vcache, seq, pos, N, max_len, H, KVH, hd, stream_);
+  }
   static void check_attention(int H, int KVH, int hd) {
     MOHGE_CHECK(KVH > 0 && H % KVH == 0, "attention: {} heads are not a multiple of {} kv heads", H, KVH);
     MOHGE_CHECK(hd > 0 && hd <= cuda::kAttentionMaxHeadDim,

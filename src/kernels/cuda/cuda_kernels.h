@@ -75,5 +75,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                         const float* lse, const float* q, const float* k, const float* v, int B,
                         int T, int H, int KVH, int hd, float* scratch, cudaStream_t stream);
+// q[N,H,hd] over kcache/vcache[S,max_len,KVH,hd] -> out[N,H,hd]; seq, pos: device int32[N]
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* seq,
+                      const int32_t* pos, int N, int max_len, int H, int KVH, int hd, cudaStream_t stream);
 
 }  // namespace mohge::cuda
