@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_device.h"
 
 namespace mohge {
@@ -60,6 +61,27 @@ TEST(CudaBackend, MemoryRoundTripAndOutOfMemoryError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("out of memory: cannot allocate"), std::string::npos) << e.what();
   }
+}
+
+// A failing CUDA or cuBLAS call is one mohge::Error line naming the call, the library's words
+// for the error and the source line (no GPU needed: the messages are the libraries' own tables).
+TEST(CudaCheck, FailuresAreOneLineNamingTheCall) {
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string cuda = message([] { MOHGE_CUDA_CHECK(cudaErrorInvalidValue); });
+  EXPECT_NE(cuda.find("CUDA: cudaErrorInvalidValue failed: invalid argument (cudaErrorInvalidValue) at test_cuda.cpp:"),
+            std::string::npos) << cuda;
+  const std::string blas = message([] { MOHGE_CUBLAS_CHECK(CUBLAS_STATUS_NOT_SUPPORTED); });
+  EXPECT_NE(blas.find("cuBLAS: CUBLAS_STATUS_NOT_SUPPORTED failed: "), std::string::npos) << blas;
+  EXPECT_NE(blas.find("(CUBLAS_STATUS_NOT_SUPPORTED) at test_cuda.cpp:"), std::string::npos) << blas;
+  for (const std::string& m : {cuda, blas}) EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  EXPECT_EQ(message([] { MOHGE_CUDA_CHECK(cudaSuccess); }), "no error");
 }
 
 }  // namespace mohge
