@@ -68,10 +68,10 @@ void adamw_step(float* w, const float* g, float* m, float* v, const AdamwSegment
                 int64_t total_blocks, const AdamwHyper& h, cudaStream_t stream);
 
 // ---- attention (cuda_attention.cu) ----
-constexpr int kAttentionMaxHeadDim = 128;
-// scratch: B·H·T floats (D = rowsum(dout ⊙ out))
+constexpr int kAttentionMaxHeadDim = 128;  // hd ≤ this; H a multiple of KVH (the backend checks)
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int B, int T, int H, int KVH, int hd, cudaStream_t stream);
+// scratch: B·H·T floats (D = rowsum(dout ⊙ out))
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                         const float* lse, const float* q, const float* k, const float* v, int B,
                         int T, int H, int KVH, int hd, float* scratch, cudaStream_t stream);
