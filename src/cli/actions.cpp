@@ -1,7 +1,8 @@
-// defines: add_action, run_selected — deferred subcommand actions
+// defines: add_action, run_selected — deferred subcommand actions; add_backend_option
 #include <map>
 
 #include "cli/commands.h"
+#include "kernels/backend.h"
 
 namespace mohge {
 
@@ -16,6 +17,12 @@ static int& exit_status() {
 }
 
 void add_action(CLI::App* sub, std::function<void()> action) { actions()[sub] = std::move(action); }
+
+void add_backend_option(CLI::App* sub, std::string& name) {
+  sub->add_option("--backend", name, "compute backend")
+      ->capture_default_str()
+      ->check(CLI::IsMember(backend_names()));
+}
 
 void set_exit_status(int status) { exit_status() = status; }
 

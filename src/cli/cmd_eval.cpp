@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "kernels/backend.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "data/prepared_meta.h"
@@ -21,7 +22,7 @@ namespace mohge {
 namespace {
 
 struct EvalArgs {
-  std::string ckpt, task = "loss", data, write, tokenizer, start = "eos";
+  std::string ckpt, task = "loss", data, write, tokenizer, start = "eos", backend = "cpu";
   std::vector<std::string> corpus = {"data/default/corpus.txt"};
   bool corpus_set = false, split_seed_set = false, frac_set = false;  // given on the command line
   int batch = 8, seq = 0, n = 0, context_sentences = 3;
@@ -103,7 +104,7 @@ void run_eval(const EvalArgs& a) {
   for (const auto& c : cloze) mc_items.push_back(c.mc);
 
   const std::string dir = checkpoint_resolve(a.ckpt);
-  auto model = model_load(dir);
+  auto model = model_load(dir, backend_get(a.backend));
   out["checkpoint"] = dir;
 
   if (a.task == "loss") {
@@ -164,6 +165,7 @@ void register_eval_commands(CLI::App& app) {
       "eval", "evaluate a checkpoint (JSON): validation loss, multiple-choice / minimal-pair files, built-in cloze");
   static EvalArgs a;
   ev->add_option("--checkpoint", a.ckpt, "checkpoint or run directory");
+  add_backend_option(ev, a.backend);
   ev->add_option("--task", a.task, "loss | mc | pairs | cloze")
       ->capture_default_str()
       ->check(CLI::IsMember({"loss", "mc", "pairs", "cloze"}));

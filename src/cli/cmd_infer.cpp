@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "kernels/backend.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/safetensors.h"
@@ -47,7 +48,7 @@ static Tokenizer checkpoint_tokenizer(const std::string& ckpt) {
 void register_infer_commands(CLI::App& app) {
   // generate
   auto* gen = app.add_subcommand("generate", "generate text from a prompt (KV cache)");
-  static std::string g_ckpt, g_prompt;
+  static std::string g_ckpt, g_prompt, g_backend = "cpu";
   static SamplingOptions g_opt;
   gen->add_option("--checkpoint", g_ckpt, "checkpoint or run directory")->required();
   gen->add_option("--prompt", g_prompt, "prompt text")->required();
@@ -56,12 +57,13 @@ void register_infer_commands(CLI::App& app) {
   gen->add_option("--top-k", g_opt.top_k, "0 = off")->capture_default_str()->check(CLI::NonNegativeNumber);
   gen->add_option("--top-p", g_opt.top_p, "nucleus sampling, 1 = off")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
   gen->add_option("--seed", g_opt.seed)->capture_default_str();
+  add_backend_option(gen, g_backend);
   static bool g_replace = false;
   gen->add_flag("--replace-invalid-utf8", g_replace, kReplaceInvalidUtf8Help);
   add_action(gen, [] {
     utf8_validate(g_prompt, invalid_utf8_policy(g_replace), "--prompt", 1, 0);
     std::string dir = checkpoint_resolve(g_ckpt);
-    auto model = model_load(dir);
+    auto model = model_load(dir, backend_get(g_backend));
     Tokenizer tok = checkpoint_tokenizer(dir);
     check_tokenizer_fits_model(tok, dir + "/tokenizer.model", model->cfg.vocab_size);
     SamplingOptions o = g_opt;
@@ -87,12 +89,13 @@ void register_infer_commands(CLI::App& app) {
 
   // forward
   auto* fwd = app.add_subcommand("forward", "write float32 logits [T, vocab] of a token sequence as .npy");
-  static std::string f_ckpt, f_tokens, f_out;
+  static std::string f_ckpt, f_tokens, f_out, f_backend = "cpu";
   fwd->add_option("--checkpoint", f_ckpt)->required();
+  add_backend_option(fwd, f_backend);
   fwd->add_option("--tokens", f_tokens, "comma-separated token ids")->required();
   fwd->add_option("--out", f_out, "output .npy")->required();
   add_action(fwd, [] {
-    auto model = model_load(checkpoint_resolve(f_ckpt));
+    auto model = model_load(checkpoint_resolve(f_ckpt), backend_get(f_backend));
     auto toks = parse_tokens(f_tokens);
     Context ctx(*model, Mode::eval);
     model->forward(ctx, toks.data(), nullptr, 1, (int)toks.size());
@@ -102,14 +105,15 @@ void register_infer_commands(CLI::App& app) {
 
   // grad: loss, logits and every parameter gradient, to diff against tools/torch_ref.py
   auto* grad = app.add_subcommand("grad", "write logits, loss and all parameter gradients (safetensors)");
-  static std::string d_ckpt, d_tokens, d_out;
+  static std::string d_ckpt, d_tokens, d_out, d_backend = "cpu";
   static int64_t d_step = 0;
   grad->add_option("--checkpoint", d_ckpt)->required();
+  add_backend_option(grad, d_backend);
   grad->add_option("--tokens-file", d_tokens, "safetensors with I32 'tokens' [B, T+1]")->required();
   grad->add_option("--out", d_out, "output .safetensors")->required();
   grad->add_option("--step", d_step, "training step (aux losses that start late)")->capture_default_str();
   add_action(grad, [] {
-    auto model = model_load(checkpoint_resolve(d_ckpt));
+    auto model = model_load(checkpoint_resolve(d_ckpt), backend_get(d_backend));
     auto tf = SafetensorsFile::load(d_tokens);
     const TensorView& t = tf.get("tokens");
     MOHGE_CHECK(t.dtype == "I32" && t.shape.size() == 2 && t.shape[1] >= 2, "{}: 'tokens' must be I32 [B, T+1]", d_tokens);
@@ -132,8 +136,10 @@ void register_infer_commands(CLI::App& app) {
         {"logits", "F32", {B, T, model->cfg.vocab_size}, logits.data(), logits.size() * 4},
         {"loss", "F32", {1}, &total, 4},
         {"lm_loss", "F32", {1}, &lmf, 4}};
+    std::vector<float> staging;
+    const float* grad = model->params.host_grad(staging);
     for (auto& p : model->params.infos())
-      out.push_back({"grad." + p.name, "F32", p.shape, model->params.all_grad() + p.offset, (size_t)p.numel * 4});
+      out.push_back({"grad." + p.name, "F32", p.shape, grad + p.offset, (size_t)p.numel * 4});
     safetensors_write(d_out, out);
     fmt::print("wrote {} (loss {:.6f})\n", d_out, total);
   });

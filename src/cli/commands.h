@@ -17,6 +17,9 @@ void register_analyze_commands(CLI::App& app);  // analyze
 void add_action(CLI::App* sub, std::function<void()> action);
 void set_exit_status(int status);  // what the process exits with when the action returns (default 0)
 int run_selected(CLI::App& app);   // the exit status
+// --backend NAME on the commands that run a checkpoint (backend_names(): cpu | cuda), default cpu;
+// a backend that cannot run here is refused when the command runs, with the reason.
+void add_backend_option(CLI::App* sub, std::string& name);
 // --replace-invalid-utf8, the same flag on every command that reads text (core/utf8.h)
 inline constexpr const char* kReplaceInvalidUtf8Help =
     "replace invalid UTF-8 in the input with U+FFFD instead of refusing it";

@@ -83,7 +83,11 @@ void Context::clear(int s) {
 const float* Context::seq_logits(int s) const {
   check_seq(s);
   MOHGE_CHECK(logits_row_[s] >= 0, "sequence {} had no row in the last decode batch", s);
-  return logits_.data() + (size_t)logits_row_[s] * model_.cfg.vocab_size;
+  const size_t V = model_.cfg.vocab_size, at = (size_t)logits_row_[s] * V;
+  if (logits_.backend()->host_accessible()) return logits_.data() + at;
+  host_logits_.resize(V);
+  logits_.download(host_logits_.data(), V, at);
+  return host_logits_.data();
 }
 
 }  // namespace mohge

@@ -27,7 +27,8 @@ class Context {
 
   // After Model::forward: logits [B·T, V] in backend memory (train: until backward overwrites them
   // with their gradient).
-  const float* logits() const { return logits_.data(); }
+  // Host-readable: downloaded first where the backend's memory is not host memory.
+  const float* logits() const { return logits_.host_read(logits_.size(), host_logits_); }
   // Train mode: the weighted auxiliary losses of the last forward (sum over layers), and each term.
   double aux_loss() const;
   std::map<std::string, double> aux_terms() const;
@@ -40,8 +41,9 @@ class Context {
   int max_len() const { return max_len_; }
   int seq_len(int s) const;  // tokens of sequence s in the cache
   void clear(int s);         // forgets sequence s: its next token is at position 0
-  // After Model::decode: logits [V] (backend memory) following the last row of sequence s in that
-  // batch, valid until the next pass. Error if s had no row in it.
+  // After Model::decode: logits [V] following the last row of sequence s in that batch, valid
+  // until the next pass (or call), host-readable (downloaded where the backend's memory is not
+  // host memory). Error if s had no row in it.
   const float* seq_logits(int s) const;
 
  private:
@@ -77,6 +79,7 @@ class Context {
   std::vector<Run> runs_;
   Buffer<int32_t> row_seq_, row_pos_, last_row_;
   Buffer<float> last_rows_;      // [runs, d]: final hidden state of each run's last row
+  mutable std::vector<float> host_logits_;  // logits() / seq_logits() on a device backend
   std::vector<int> logits_row_;  // [S]: row of logits_ holding sequence s's logits, or -1
 };
 

@@ -23,10 +23,6 @@ MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& pref
                                   ep_group)),
       experts_(params, prefix, slots_.experts_of(c.expert_parallel.rank), c.moe.expert_widths, d_,
                (float)c.init_std, out_std(c), c.matmul_precision) {
-  // route() reads the router logits on the host; moving the router onto the device is separate work
-  MOHGE_CHECK(params.backend().host_accessible(),
-              "mixture-of-experts layers run their router on the host: the {} backend cannot run them yet "
-              "(dense models only; use run.backend = \"cpu\")", params.backend().name());
   if (m_.shared_expert_width > 0)
     shared_ = swiglu_register(params, prefix + ".shared_experts", d_, m_.shared_expert_width, (float)c.init_std,
                               out_std(c));
@@ -34,7 +30,9 @@ MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& pref
 }
 
 // Router logits in fp32 whatever the matmul precision (SPEC: router math in fp32), then routing.
-// The router and its losses run on the host over the backend's memory (host-accessible on CPU).
+// The router and its losses run on the host: on a device backend the logits [N,E] come down here
+// (the layer's one wait for the device: the token counts depend on them) and the routing goes up
+// in plan_send.
 void MoeFfn::route(const float* inp, int N) {
   Backend& be = params_.backend();
   logits_.ensure(be, (size_t)N * E_);
@@ -43,7 +41,9 @@ void MoeFfn::route(const float* inp, int N) {
     group_logits_.ensure(be, (size_t)N * Ng_);
     be.matmul_forward(group_logits_.data(), inp, params_.data(group_gate_id_), N, d_, Ng_);
   }
-  router_forward(m_, logits_.data(), Ng_ > 0 ? group_logits_.data() : nullptr, N, routing_, cache_);
+  const float* logits = logits_.host_read((size_t)N * E_, host_logits_);
+  const float* group_logits = Ng_ > 0 ? group_logits_.host_read((size_t)N * Ng_, host_group_logits_) : nullptr;
+  router_forward(m_, logits, group_logits, N, routing_, cache_);
 }
 
 // Send layout: counting sort of the assignments by slot (owning rank, then expert), stable in
@@ -128,14 +128,17 @@ void MoeFfn::backward(float* dinp, const float* dout, const float* inp, int N, f
 // Gate-weight gradients and aux-loss gradients -> logits -> router weights, input.
 void MoeFfn::route_backward(float* dinp, const float* inp, int N, float aux_scale) {
   Backend& be = params_.backend();
-  dlogits_.zeros(be, (size_t)N * E_);
-  dgroup_logits_.zeros(be, (size_t)N * Ng_);
-  float* dgl = Ng_ > 0 ? dgroup_logits_.data() : nullptr;
-  aux_loss_backward(m_, cache_, routing_, step_, aux_scale, dweight_.data(), dlogits_.data(), dgl, global_stats());
-  router_backward(m_, cache_, routing_, dweight_.data(), dlogits_.data(), dgl);
+  const int A = routing_.num_assignments();
+  float* dweight = dweight_.host_read(A, host_dweight_);
+  float* dlogits = dlogits_.host_zeros(be, (size_t)N * E_, host_dlogits_);
+  float* dgl = Ng_ > 0 ? dgroup_logits_.host_zeros(be, (size_t)N * Ng_, host_dgroup_logits_) : nullptr;
+  aux_loss_backward(m_, cache_, routing_, step_, aux_scale, dweight, dlogits, dgl, global_stats());
+  router_backward(m_, cache_, routing_, dweight, dlogits, dgl);
+  dlogits_.host_commit(dlogits, (size_t)N * E_);
+  if (Ng_ > 0) dgroup_logits_.host_commit(dgl, (size_t)N * Ng_);
   be.matmul_backward(dinp, params_.grad(gate_id_), dlogits_.data(), inp, params_.data(gate_id_), N, d_, E_);
   if (Ng_ > 0)
-    be.matmul_backward(dinp, params_.grad(group_gate_id_), dgl, inp, params_.data(group_gate_id_), N, d_, Ng_);
+    be.matmul_backward(dinp, params_.grad(group_gate_id_), dgroup_logits_.data(), inp, params_.data(group_gate_id_), N, d_, Ng_);
 }
 
 void MoeFfn::aux_terms(std::map<std::string, double>& sum) const {

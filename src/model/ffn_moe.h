@@ -51,6 +51,8 @@ class MoeFfn : public Ffn {
   // router
   int gate_id_ = -1, group_gate_id_ = -1;
   Buffer<float> logits_, group_logits_, dlogits_, dgroup_logits_;
+  // host copies of the router's inputs and outputs on a device backend (Buffer::host_read)
+  std::vector<float> host_logits_, host_group_logits_, host_dweight_, host_dlogits_, host_dgroup_logits_;
   Routing routing_;
   RouterCache cache_;
   BalanceStats step_stats_;

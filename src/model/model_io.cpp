@@ -13,8 +13,10 @@ namespace mohge {
 void model_save(const std::string& dir, const Model& m) {
   write_file_atomic(dir + "/config.json", model_config_to_json(m.cfg).dump(2) + "\n");
   std::vector<TensorView> ts;
+  std::vector<float> staging;
+  const float* w = m.params.host_data(staging);
   for (auto& p : m.params.infos()) {
-    ts.push_back({p.name, "F32", p.shape, m.params.all_data() + p.offset, (size_t)p.numel * 4});
+    ts.push_back({p.name, "F32", p.shape, w + p.offset, (size_t)p.numel * 4});
   }
   safetensors_write(dir + "/model.safetensors", ts, {{"format", "pt"}});
 }
@@ -32,15 +34,15 @@ nlohmann::json checkpoint_config_json(const std::string& dir) {
 void model_load_weights(const std::string& dir, Model& m) {
   auto st = SafetensorsFile::load(dir + "/model.safetensors");
   for (auto& p : m.params.infos())
-    std::copy_n(st.f32(p.name, p.shape), p.numel, m.params.all_data() + p.offset);
+    m.params.backend().upload(m.params.all_data() + p.offset, st.f32(p.name, p.shape), (size_t)p.numel * 4);
   for (auto& t : st.tensors())
     MOHGE_CHECK(m.params.find(t.name) >= 0,
                 "{}: tensor '{}' is not part of the model that config.json describes", st.path(),
                 t.name);
 }
 
-std::unique_ptr<Model> model_load(const std::string& dir) {
-  auto model = std::make_unique<Model>(model_config_from_json(checkpoint_config_json(dir), dir + "/config.json"));
+std::unique_ptr<Model> model_load(const std::string& dir, Backend& be) {
+  auto model = std::make_unique<Model>(model_config_from_json(checkpoint_config_json(dir), dir + "/config.json"), be);
   model_load_weights(dir, *model);
   return model;
 }

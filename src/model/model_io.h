@@ -11,7 +11,7 @@
 namespace mohge {
 
 void model_save(const std::string& dir, const Model& m);  // dir must exist; files written atomically
-std::unique_ptr<Model> model_load(const std::string& dir);
+std::unique_ptr<Model> model_load(const std::string& dir, Backend& be = cpu_backend());
 // Loads model.safetensors of dir into m (whose config must match the checkpoint's tensors).
 void model_load_weights(const std::string& dir, Model& m);
 nlohmann::json checkpoint_config_json(const std::string& dir);

@@ -23,8 +23,10 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamIn
 }
 
 void ParamTable::allocate() {
-  require_memory((uint64_t)next_offset_ * 2 * sizeof(float),
-                 fmt::format("a model of {} parameters (fp32 weights and gradients)", count()));
+  // host memory only: a device backend's alloc names the size when the device runs out
+  if (be_->host_accessible())
+    require_memory((uint64_t)next_offset_ * 2 * sizeof(float),
+                   fmt::format("a model of {} parameters (fp32 weights and gradients)", count()));
   data_.zeros(*be_, (size_t)next_offset_);
   grad_.zeros(*be_, (size_t)next_offset_);
 }

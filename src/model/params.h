@@ -51,6 +51,10 @@ class ParamTable {
     for (auto& p : infos_) n += p.numel;
     return n;
   }
+  // All total() weights / gradients for host code (checkpoints): the memory itself on a
+  // host-accessible backend, else a copy in `staging` (Buffer::host_read).
+  const float* host_data(std::vector<float>& staging) const { return data_.host_read(total(), staging); }
+  const float* host_grad(std::vector<float>& staging) const { return grad_.host_read(total(), staging); }
   float* all_data() { return data_.data(); }
   float* all_grad() { return grad_.data(); }
   const float* all_data() const { return data_.data(); }

@@ -28,9 +28,12 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
   fs::create_directories(tmp);
   model_save(tmp.string(), m);
   std::vector<TensorView> ts;
+  std::vector<float> m_host, v_host;
+  const float* mom1 = opt.m.host_read(opt.m.size(), m_host);
+  const float* mom2 = opt.v.host_read(opt.v.size(), v_host);
   for (auto& p : m.params.infos()) {
-    ts.push_back({"m." + p.name, "F32", p.shape, opt.m.data() + p.offset, (size_t)p.numel * 4});
-    ts.push_back({"v." + p.name, "F32", p.shape, opt.v.data() + p.offset, (size_t)p.numel * 4});
+    ts.push_back({"m." + p.name, "F32", p.shape, mom1 + p.offset, (size_t)p.numel * 4});
+    ts.push_back({"v." + p.name, "F32", p.shape, mom2 + p.offset, (size_t)p.numel * 4});
   }
   safetensors_write((tmp / "optimizer.safetensors").string(), ts);
   write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(st).dump(2) + "\n");
@@ -51,8 +54,8 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
 void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st) {
   auto f = SafetensorsFile::load(dir + "/optimizer.safetensors");
   for (auto& p : m.params.infos()) {
-    std::copy_n(f.f32("m." + p.name, p.shape), p.numel, opt.m.data() + p.offset);
-    std::copy_n(f.f32("v." + p.name, p.shape), p.numel, opt.v.data() + p.offset);
+    opt.m.upload(f.f32("m." + p.name, p.shape), p.numel, p.offset);
+    opt.v.upload(f.f32("v." + p.name, p.shape), p.numel, p.offset);
   }
   std::string path = dir + "/trainer_state.json";
   st = trainer_state_parse(read_file_text(path), path);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "kernels/backend.h"
 #include "core/file_lock.h"
 #include "core/fileio.h"
 #include "core/memory_budget.h"
@@ -61,10 +62,7 @@ uint64_t training_bytes_lower_bound(const Model& m, int B, int T) {
 TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const TrainConfig& tc = rc.train;
   MOHGE_CHECK(opt.validate, "train_run: no validation function");
-  // checkpoints, evaluation and the MoE router read the model from host memory: until they go
-  // through the backend, training on another backend would be wrong, not just slow
-  MOHGE_CHECK(rc.run.backend == "cpu", "run.backend = \"{}\": the trainer runs on the cpu backend only for now "
-              "(bench/bench_train runs a dense model on {} for its speed)", rc.run.backend, rc.run.backend);
+  Backend& be = backend_get(rc.run.backend);  // one line naming why it cannot run here, before any work
   if (tc.threads > 0) omp_set_num_threads(tc.threads);
   const int B = tc.batch_size, T = tc.seq_len;
 
@@ -94,10 +92,11 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   MOHGE_CHECK(lock.held(), "{} is in use by another training run (it holds {}): wait for it to end, or set another train.out_dir",
               tc.out_dir, lock_path);
   const std::string log_path = tc.out_dir + "/log.jsonl";
-  Model model(rc.model);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
-  require_memory(training_bytes_lower_bound(model, B, T),
-                 fmt::format("training {} parameters with batch {}x{} (weights, gradients, AdamW moments, activations)",
-                             model.params.count(), B, T));
+  Model model(rc.model, be);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
+  if (model.params.backend().host_accessible())
+    require_memory(training_bytes_lower_bound(model, B, T),
+                   fmt::format("training {} parameters with batch {}x{} (weights, gradients, AdamW moments, activations)",
+                               model.params.count(), B, T));
   AdamW adamw(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay, tc.decay_norms_and_embeddings});
   TrainerState st;
   st.loader = train_loader.state();
