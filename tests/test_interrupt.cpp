@@ -235,6 +235,20 @@ TEST(RunDirectory, ALogThatCannotBeWrittenIsAnError) {
   EXPECT_EQ(r.out.find("trained"), std::string::npos) << r.out;
 }
 
+// Resuming onto a full disk: reading /dev/full never ends, so the log is read only when it is a
+// regular file; the write then fails as in a fresh run (this resume used to hang).
+TEST(RunDirectory, ResumingWithALogThatCannotBeWrittenIsAnError) {
+  TmpDir d;
+  const std::string run = d / "run";
+  test::CommandResult r = test::run_mohge(train_args(run) + " --set train.steps=2", 120);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  fs::remove(run + "/log.jsonl");
+  fs::create_symlink("/dev/full", run + "/log.jsonl");
+  r = test::run_mohge(train_args(run) + " --set train.steps=3 --resume", 60);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.err, "error: cannot write " + run + "/log.jsonl: No space left on device\n");
+}
+
 // ---------------------------------------------------------------------------- signal component
 // Inside an InterruptScope the first signal is recorded for polling, and the process goes on.
 TEST(Signals, AnInterruptScopeRecordsTheFirstSignal) {

@@ -35,9 +35,11 @@ std::string fmt_duration(double s) {
                    : fmt::format("{}m{:02d}s", t / 60, t % 60);
 }
 
-// Keeps the JSONL log consistent with a resumed run: drop records past the resumed step.
+// Keeps the JSONL log consistent with a resumed run: drop records past the resumed step. Only a
+// regular file holds records: a log that is a device (/dev/null, /dev/full: endless bytes to read)
+// is left for the writes, which report what they meet.
 void truncate_log(const std::string& path, int64_t step) {
-  if (!fs::exists(path)) return;
+  if (!fs::is_regular_file(path)) return;
   std::ifstream in(path);
   std::string line, kept;
   while (std::getline(in, line)) {
