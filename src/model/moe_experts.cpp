@@ -7,6 +7,14 @@
 
 namespace mohge {
 
+// Whether experts run concurrently, one per thread, each GEMM single-threaded: with several experts
+// per thread on the CPU (small GEMMs scale badly across threads, and their barriers stall when the
+// cores are shared; otherwise each GEMM uses all threads). Never on a device backend: it takes
+// calls from one host thread, in its stream's order.
+static bool concurrent_experts(const Backend& be, int L) {
+  return be.host_accessible() && L >= 2 * omp_get_max_threads();
+}
+
 MoeExperts::MoeExperts(ParamTable& params, const std::string& prefix, std::vector<int> ids,
                        const std::vector<int>& widths, int d, float std, float out_std, Precision p)
     : params_(params), d_(d), prec_(p), ids_(std::move(ids)), act_offsets_(1, 0) {
@@ -32,10 +40,8 @@ void MoeExperts::forward(float* y, const float* x, const std::vector<int>& rows)
   for (int i = 0; i < L; i++) order_[i] = i;
   auto work = [&](int i) { return (int64_t)rows[i] * widths_[i]; };
   std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return work(a) > work(b); });
-  // With several experts per thread, experts run concurrently, each GEMM single-threaded: small
-  // GEMMs scale badly across threads, and their barriers stall when the cores are shared.
-  // Otherwise each GEMM uses all threads.
-#pragma omp parallel for schedule(dynamic, 1) if (L >= 2 * omp_get_max_threads())
+  // With several experts per thread (concurrent_experts), each GEMM single-threaded.
+#pragma omp parallel for schedule(dynamic, 1) if (concurrent_experts(be, L))
   for (int k = 0; k < L; k++) {
     const int i = order_[k];
     const int r0 = row_offsets_[i], n = row_offsets_[i + 1] - r0;
@@ -52,7 +58,7 @@ void MoeExperts::backward(float* dx, const float* dy, const float* x, float* scr
   Backend& be = params_.backend();
   be.zero(dx, row_offsets_[L] * d * sizeof(float));
   // every expert gets its own scratch (3·n_i·W_i), as experts may run concurrently
-#pragma omp parallel for schedule(dynamic, 1) if (L >= 2 * omp_get_max_threads())
+#pragma omp parallel for schedule(dynamic, 1) if (concurrent_experts(be, L))
   for (int k = 0; k < L; k++) {
     const int i = order_[k];  // largest first, as in forward
     const int r0 = row_offsets_[i], n = row_offsets_[i + 1] - r0;
