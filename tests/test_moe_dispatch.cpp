@@ -103,9 +103,28 @@ class ThreadCollective : public Collective {
     }
     box_.finish();
   }
+  void allreduce_sum(float* data, int64_t n) override { sum_posts(data, n); }
+  void allreduce_sum(double* data, int64_t n) override { sum_posts(data, n); }
+  void broadcast(void* data, int64_t bytes, int root) override {
+    auto& posts = box_.exchange(rank_, {"broadcast", data, nullptr, nullptr, (int)bytes});
+    std::vector<char> got(static_cast<const char*>(posts[root].send), static_cast<const char*>(posts[root].send) + bytes);
+    box_.finish();
+    std::copy(got.begin(), got.end(), static_cast<char*>(data));
+  }
   int calls = 0;
 
  private:
+  // every rank sums the posts in rank order (the same sums everywhere), then writes them back once
+  // no peer reads its data any more
+  template <class T>
+  void sum_posts(T* data, int64_t n) {
+    auto& posts = box_.exchange(rank_, {"allreduce", data, nullptr, nullptr, (int)n});
+    std::vector<T> sum(n, T(0));
+    for (int r = 0; r < size(); r++)
+      for (int64_t i = 0; i < n; i++) sum[i] += static_cast<const T*>(posts[r].send)[i];
+    box_.finish();
+    std::copy(sum.begin(), sum.end(), data);
+  }
   Mailbox& box_;
   int rank_;
 };
@@ -175,6 +194,25 @@ TEST(AllToAllDispatcher, ReceivesByExpertThenSourceAndCombinesBack) {
     for (size_t i = 0; i < want.size(); i++) ASSERT_EQ(got[i], want[i]) << "forward rows overwritten";
   });
   for (auto& c : coll) EXPECT_EQ(c.calls, 5);  // counts + 4 row exchanges, on every rank
+}
+
+// The thread collective's all-reduce and broadcast (the semantics of dist/mpi_collective.h's).
+TEST(ThreadCollective, AllreduceSumsAndBroadcastCopies) {
+  const int D = 3;
+  Mailbox box(D);
+  std::vector<ThreadCollective> coll;
+  for (int r = 0; r < D; r++) coll.emplace_back(box, r);
+  run_ranks(D, [&](int r) {
+    std::vector<float> f = {(float)r, 10.0f * r};
+    std::vector<double> g = {0.5 * r};
+    coll[r].allreduce_sum(f.data(), 2);
+    coll[r].allreduce_sum(g.data(), 1);
+    EXPECT_EQ(f, (std::vector<float>{3.0f, 30.0f})) << "rank " << r;
+    EXPECT_EQ(g[0], 1.5) << "rank " << r;
+    int v = r == 1 ? 42 : -1;
+    coll[r].broadcast(&v, sizeof v, 1);
+    EXPECT_EQ(v, 42) << "rank " << r;
+  });
 }
 
 // ------------------------------------------------------------------ expert slots

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <string>
 #include <vector>
 
 #include "dist/mpi_collective.h"
@@ -64,6 +65,31 @@ TEST(MpiCollective, EmptyExchangeIsEnteredByEveryRank) {
   std::vector<int64_t> zero(D, 0);
   c.alltoallv(nullptr, zero.data(), zero.data(), nullptr, zero.data(), zero.data());
   SUCCEED();
+}
+
+// Rank r contributes v(r, i) to element i; every rank gets the sums, in one call and in pieces of 3.
+TEST(MpiCollective, AllreduceSumsFloatsAndDoublesOnEveryRank) {
+  for (int64_t max_message : {MpiCollective::kMaxInt, (int64_t)3}) {
+    MpiCollective c(MPI_COMM_WORLD, max_message);
+    const int D = c.size(), me = c.rank(), n = 10;
+    std::vector<float> f(n);
+    std::vector<double> g(n);
+    for (int i = 0; i < n; i++) f[i] = (float)(me * 100 + i), g[i] = 0.5 * me + 1e-12 * i;
+    c.allreduce_sum(f.data(), n);
+    c.allreduce_sum(g.data(), n);
+    for (int i = 0; i < n; i++) {
+      EXPECT_EQ(f[i], (float)(100 * D * (D - 1) / 2 + D * i)) << "element " << i << ", max_message " << max_message;
+      EXPECT_NEAR(g[i], 0.25 * D * (D - 1) + D * 1e-12 * i, 1e-15) << "element " << i;
+    }
+  }
+}
+
+TEST(MpiCollective, BroadcastCopiesTheRootsBytes) {
+  MpiCollective c(MPI_COMM_WORLD, 4);  // 11 bytes in pieces of 4
+  const int root = c.size() - 1;
+  std::string s = c.rank() == root ? "from the root" : "xxxxxxxxxxxxx";
+  c.broadcast(s.data(), 11, root);
+  EXPECT_EQ(s, c.rank() == root ? "from the root" : "from the roxx");  // 11 bytes: the rest untouched
 }
 
 }  // namespace

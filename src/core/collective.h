@@ -1,6 +1,8 @@
-// defines: mohge::Collective — the all-to-all exchange of a group of ranks (processes or threads)
-// The transport under the MoE token exchange (moe/dispatcher.h): an MPI communicator implements it
-// with MPI_Alltoall / MPI_Alltoallv; tests connect threads through shared memory. Every call is
+// defines: mohge::Collective — the collective operations of a group of ranks (processes or threads)
+// The transport under the MoE token exchange (moe/dispatcher.h: alltoall, alltoallv) and under
+// data-parallel training (train/grad_sync.h: allreduce of gradients and statistics, broadcast): an
+// MPI communicator implements it (dist/mpi_collective.h); tests connect threads through shared
+// memory. Every call is
 // collective: each rank of the group makes the same calls in the same order, including calls in
 // which it sends and receives nothing, or the group hangs.
 #pragma once
@@ -22,6 +24,12 @@ class Collective {
   // in one call (MPI's int counts). recv_count[r] must equal what rank r sends to this rank.
   virtual void alltoallv(const float* send, const int64_t* send_count, const int64_t* send_offset, float* recv,
                          const int64_t* recv_count, const int64_t* recv_offset) = 0;
+  // MPI_Allreduce(MPI_SUM) in place: data [n] becomes the element-wise sum over the ranks, the same
+  // on every rank. n is 64-bit (split like alltoallv's messages).
+  virtual void allreduce_sum(float* data, int64_t n) = 0;
+  virtual void allreduce_sum(double* data, int64_t n) = 0;
+  // MPI_Bcast: `bytes` bytes at data on rank `root` are copied to data on every other rank.
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
 };
 
 }  // namespace mohge

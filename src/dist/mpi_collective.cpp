@@ -106,4 +106,22 @@ void MpiCollective::alltoallv(const float* send, const int64_t* send_count, cons
   }
 }
 
+void MpiCollective::allreduce_pieces(void* data, int64_t n, MPI_Datatype type, size_t elem_bytes) {
+  char* p = static_cast<char*>(data);
+  for (int64_t at = 0; at < n; at += max_message_) {  // n is the same on every rank: same pieces
+    const int len = (int)std::min(max_message_, n - at);
+    check(MPI_Allreduce(MPI_IN_PLACE, p + at * elem_bytes, len, type, MPI_SUM, comm_), "MPI_Allreduce");
+  }
+}
+
+void MpiCollective::allreduce_sum(float* data, int64_t n) { allreduce_pieces(data, n, MPI_FLOAT, sizeof(float)); }
+void MpiCollective::allreduce_sum(double* data, int64_t n) { allreduce_pieces(data, n, MPI_DOUBLE, sizeof(double)); }
+
+void MpiCollective::broadcast(void* data, int64_t bytes, int root) {
+  MOHGE_CHECK(root >= 0 && root < size_, "broadcast from rank {} of {}", root, size_);
+  char* p = static_cast<char*>(data);
+  for (int64_t at = 0; at < bytes; at += max_message_)
+    check(MPI_Bcast(p + at, (int)std::min(max_message_, bytes - at), MPI_BYTE, root, comm_), "MPI_Bcast");
+}
+
 }  // namespace mohge

@@ -2,7 +2,8 @@
 //          mohge::MpiSession, the process's MPI lifetime (init with thread support, finalize)
 // The transport of expert-parallel training across processes and machines (issue "Training on
 // many processes…", SPEC §5): the MoE token exchange (moe/dispatcher.h) calls alltoall for the
-// per-expert counts and alltoallv for the rows. Built only when CMake finds MPI (MOHGE_MPI).
+// per-expert counts and alltoallv for the rows; data-parallel training all-reduces gradients and
+// statistics. Built only when CMake finds MPI (MOHGE_MPI).
 #pragma once
 #include <mpi.h>
 
@@ -32,8 +33,8 @@ class MpiCollective final : public Collective {
  public:
   // comm: the group (duplicated, so our collectives never match a caller's messages). Errors
   // return codes instead of aborting, and become mohge::Error naming the call and rank.
-  // max_message: the most elements one MPI call carries to one peer; larger exchanges are split
-  // into rounds. max_span: the widest range of displacements one MPI_Alltoallv call may address
+  // max_message: the most elements one MPI call carries to one peer; larger exchanges (and
+  // all-reduces, broadcasts) are split into rounds. max_span: the widest range of displacements one MPI_Alltoallv call may address
   // from its base pointer; a round whose blocks spread wider goes peer by peer (MPI_Sendrecv).
   // MPI counts and displacements are ints, so both default to INT_MAX elements (8 GiB of floats);
   // tests lower them to exercise both paths on small messages.
@@ -47,11 +48,16 @@ class MpiCollective final : public Collective {
   void alltoall(const int* send, int* recv, int n) override;
   void alltoallv(const float* send, const int64_t* send_count, const int64_t* send_offset, float* recv,
                  const int64_t* recv_count, const int64_t* recv_offset) override;
+  void allreduce_sum(float* data, int64_t n) override;
+  void allreduce_sum(double* data, int64_t n) override;
+  void broadcast(void* data, int64_t bytes, int root) override;
 
   static constexpr int64_t kMaxInt = 2147483647;
 
  private:
   void check(int err, const char* call) const;
+  // MPI_Allreduce(MPI_SUM) of n values of `type` in pieces of at most max_message elements
+  void allreduce_pieces(void* data, int64_t n, MPI_Datatype type, size_t elem_bytes);
   MPI_Comm comm_ = MPI_COMM_NULL;
   int size_ = 1, rank_ = 0;
   int64_t max_message_, max_span_;
