@@ -75,7 +75,7 @@ TEST(ConfigValues, EveryRealKeyMustBeFinite) {
       EXPECT_CONTAINS(msg, k.name + " = " + v + " must be");
     }
   }
-  EXPECT_EQ(reals, 17);  // model 3, moe 7, train 7
+  EXPECT_EQ(reals, 18);  // model 3, moe 7, train 7, parallel 1
 }
 
 TEST(ConfigValues, TheIssueCasesNameTheirKey) {
@@ -123,7 +123,7 @@ TEST(ConfigValues, EverySizeHasAnUpperBound) {
       bounded++;
     }
   }
-  EXPECT_EQ(bounded, 34);
+  EXPECT_EQ(bounded, 36);
 }
 
 TEST(ConfigValues, WrongTypesNameTheKey) {
@@ -181,6 +181,29 @@ TEST(ConfigValues, ChoicesAndEnums) {
     EXPECT_STREQ(to_string(rc.model.ffn_kind), kind);
   }
   EXPECT_ERROR(ffn_kind_from_string("sparse"), "unknown ffn_kind 'sparse' (valid: dense, moe, hmoe, mohge)");
+}
+
+// --------------------------------------------------------------------------- the [parallel] section
+std::vector<std::string> with(std::vector<std::string> sets, const std::vector<std::string>& more) {
+  sets.insert(sets.end(), more.begin(), more.end());
+  return sets;
+}
+
+TEST(ConfigParallel, RanksSplitTheBatchAndPlaceTheExperts) {
+  RunConfig rc = run_config_read("", with(tiny(kMohge), {"parallel.data_parallel=2", "parallel.expert_parallel=2",
+                                                          "parallel.placement=contiguous"}));
+  EXPECT_EQ(rc.parallel.world(), 4);
+  EXPECT_EQ(rc.model.expert_parallel.size, 2);
+  EXPECT_EQ(rc.model.expert_parallel.placement, PlacementPolicy::contiguous);
+  EXPECT_EQ(run_config_read("", tiny(kMohge)).model.expert_parallel.size, 1);
+  EXPECT_CONTAINS(error_of(with(tiny(kMohge), {"train.batch_size=6", "parallel.data_parallel=4"})),
+                  "train.batch_size = 6 must be divisible by the 4 ranks");
+  EXPECT_CONTAINS(error_of({"parallel.expert_parallel=2", "train.batch_size=4"}),
+                  "parallel.expert_parallel = 2 needs a mixture-of-experts model");
+  EXPECT_CONTAINS(error_of(with(tiny(kMohge), {"parallel.expert_parallel=3", "train.batch_size=3"})),
+                  "parallel.expert_parallel = 3: ");
+  EXPECT_CONTAINS(error_of({"parallel.placement=random"}), "parallel.placement = \"random\" must be one of auto");
+  EXPECT_CONTAINS(error_of({"parallel.zero1=true"}), "parallel.zero1 = true: sharding the optimizer state is not implemented");
 }
 
 // -------------------------------------------------------------------------------- the [run] section

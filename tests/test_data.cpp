@@ -620,6 +620,30 @@ TEST(DataLoader, EvalPartialBatchAndRanks) {
   EXPECT_EQ(tokens, 990u);
 }
 
+// Data parallel: rank r of `world` ranks with B rows reads rows r·B.. of the one-process batch of
+// B·world rows, batch after batch, so the data order does not depend on the number of ranks.
+TEST(DataLoader, RanksShareEachGlobalBatch) {
+  TmpDir dir;
+  auto shard = counting_shard(dir, 5000);
+  const int B = 2, T = 8, world = 3;
+  DataLoader one(shard, B * world, T, 42);
+  std::vector<DataLoader> ranks;
+  for (int r = 0; r < world; r++) ranks.emplace_back(shard, B, T, 42, r, world);
+  std::vector<int32_t> in(B * world * T), tg(B * world * T), rin(B * T), rtg(B * T);
+  for (int k = 0; k < 3; k++) {
+    one.next_batch(in.data(), tg.data());
+    for (int r = 0; r < world; r++) {
+      ranks[r].next_batch(rin.data(), rtg.data());
+      for (int i = 0; i < B * T; i++) {
+        ASSERT_EQ(rin[i], in[r * B * T + i]) << "batch " << k << " rank " << r << " token " << i;
+        ASSERT_EQ(rtg[i], tg[r * B * T + i]);
+      }
+    }
+  }
+  EXPECT_NE(std::vector<int32_t>(in.begin(), in.begin() + B * T),
+            std::vector<int32_t>(in.begin() + B * T, in.begin() + 2 * B * T));  // ranks differ
+}
+
 TEST(DataLoader, Errors) {
   TmpDir dir;
   auto shard = counting_shard(dir, 16);

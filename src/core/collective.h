@@ -1,4 +1,5 @@
-// defines: mohge::Collective — the collective operations of a group of ranks (processes or threads)
+// defines: mohge::Collective — the collective operations of a group of ranks (processes or threads),
+//          mohge::ParallelGroups — the groups one rank of a data × expert parallel job belongs to
 // The transport under the MoE token exchange (moe/dispatcher.h: alltoall, alltoallv) and under
 // data-parallel training (train/grad_sync.h: allreduce of gradients and statistics, broadcast): an
 // MPI communicator implements it (dist/mpi_collective.h); tests connect threads through shared
@@ -30,6 +31,14 @@ class Collective {
   virtual void allreduce_sum(double* data, int64_t n) = 0;
   // MPI_Bcast: `bytes` bytes at data on rank `root` are copied to data on every other rank.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+};
+
+// The P = DP × EP ranks of a training job (issue 9, SPEC §5): rank p·EP + q is expert-parallel rank
+// q of group p. Null pointers: one process.
+struct ParallelGroups {
+  Collective* world = nullptr;        // all P ranks: dense gradients, losses, balance counts
+  Collective* expert = nullptr;       // the EP ranks of my group (size EP): the token exchange
+  Collective* expert_data = nullptr;  // the DP ranks holding my experts (size DP): expert gradients
 };
 
 }  // namespace mohge

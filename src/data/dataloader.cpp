@@ -48,9 +48,10 @@ void DataLoader::fill_row(uint64_t start, int32_t* in, int32_t* tg) {
 
 void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
   // A fresh generator per batch keeps the state two integers; seeding costs ~1 us.
-  uint64_t key = splitmix64(splitmix64(seed_) ^ splitmix64(batches_ * world_ + rank_ + 1));
+  uint64_t key = splitmix64(splitmix64(seed_) ^ splitmix64(batches_ + 1));
   std::mt19937_64 rng(key);
   const uint64_t starts = shard_->size() - static_cast<uint64_t>(T_);  // windows of T+1 tokens
+  rng.discard(static_cast<unsigned long long>(rank_) * B_);  // the earlier ranks' windows
   for (int b = 0; b < B_; b++)
     fill_row(bounded(rng(), starts), inputs + static_cast<size_t>(b) * T_,
              targets + static_cast<size_t>(b) * T_);

@@ -1,9 +1,11 @@
 // defines: DataLoader, LoaderState
 // Batches of B rows x T tokens from a TokenShard. targets[b][t] = inputs[b][t+1] in the shard,
 // i.e. each row is a window of T+1 consecutive tokens.
-//  - Training: random windows. Batch k uses an mt19937_64 seeded from (seed, k, rank), so the
-//    whole RNG state is {seed, k}: state()/set_state() let a resumed run draw exactly the batches
-//    it would have drawn, and ranks of a data-parallel job draw different windows.
+//  - Training: random windows. Global batch k (B·world windows) uses an mt19937_64 seeded from
+//    (seed, k), so the whole RNG state is {seed, k}: state()/set_state() let a resumed run draw
+//    exactly the batches it would have drawn. Rank r of a data-parallel job takes windows
+//    [r·B, (r+1)·B) of it: the data order does not depend on how many ranks share the batch (a
+//    rank of P with B rows reads what rows r·B.. of one process with B·P rows read).
 //  - Evaluation: non-overlapping windows (stride T) covering the shard once, in order. Window w
 //    starts at token w*T; there are (N-1)/T of them. With world > 1, rank r takes batches
 //    r, r+world, ... so ranks split the work.

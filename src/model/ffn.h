@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "core/collective.h"
 #include "model/mode.h"
 #include "model/model_config.h"
 #include "model/params.h"
@@ -46,8 +47,9 @@ class Ffn {
   virtual std::optional<FfnRouting> routing() const { return std::nullopt; }
 };
 
-// prefix: "model.layers.{l}.mlp"
+// prefix: "model.layers.{l}.mlp". groups: the job's ranks (null: one process), for a MoE layer's
+// token exchange (groups->expert) and global balance counts (groups->world).
 std::unique_ptr<Ffn> make_ffn(const ModelConfig& c, int layer, ParamTable& params,
-                              const std::string& prefix);
+                              const std::string& prefix, const ParallelGroups* groups = nullptr);
 
 }  // namespace mohge

@@ -11,7 +11,8 @@ namespace mohge {
 static float out_std(const ModelConfig& c) { return (float)c.init_std / std::sqrt(2.0f * c.num_layers); }
 
 // Registration order (router, group router, experts, shared expert) is the parameter layout.
-MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix, Collective* ep_group)
+MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix, Collective* ep_group,
+               Collective* batch_group)
     : params_(params), m_(c.moe), prec_(c.matmul_precision), d_(c.hidden_size), E_(c.moe.num_experts),
       Ng_(c.moe.router == RouterKind::two_level ? c.moe.num_expert_groups : 0),
       gate_id_(params.add(prefix + ".gate.weight", {E_, d_}, ParamInit::normal, (float)c.init_std, true)),
@@ -27,6 +28,7 @@ MoeFfn::MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& pref
     shared_ = swiglu_register(params, prefix + ".shared_experts", d_, m_.shared_expert_width, (float)c.init_std,
                               out_std(c));
   step_stats_.reset(m_);
+  batch_group_ = batch_group;
 }
 
 // Router logits in fp32 whatever the matmul precision (SPEC: router math in fp32), then routing.
@@ -97,10 +99,20 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step, Mode mod
   // training only: auxiliary losses (values now; their gradients in backward). With
   // global_batch_stats the counts are those of the step so far: every micro-batch routed since
   // begin_step, up to this one (later micro-batches are not routed yet when this one's backward
-  // runs).
+  // runs), over every rank of the batch group: the whole global micro-batch.
   aux_total_ = 0.0, aux_terms_.clear();
   if (mode != Mode::train) return;
-  step_stats_.add(routing_, cache_);
+  if (m_.global_batch_stats && batch_group_) {
+    BalanceStats mine;
+    mine.reset(m_);
+    mine.add(routing_, cache_);
+    std::vector<double> flat = mine.pack();
+    batch_group_->allreduce_sum(flat.data(), (int64_t)flat.size());
+    mine.unpack(flat);
+    step_stats_.merge(mine);
+  } else {
+    step_stats_.add(routing_, cache_);
+  }
   AuxLossValues v = aux_loss_values(m_, cache_, routing_, step, global_stats());
   aux_total_ = v.total;
   aux_terms_ = v.terms();

@@ -6,7 +6,8 @@
 //   experts:    the experts this rank owns (model/moe_experts.h) on exactly their received rows
 //   combine:    outputs exchanged back, then out[t] = Σ_j w_j · y_j (+ the shared expert)
 // Backward runs the same stages in reverse. Router weights and the shared expert are on every rank;
-// the auxiliary losses and step statistics use this rank's routing (over all E experts). With one
+// the auxiliary losses use this rank's routing (over all E experts), and the step statistics too
+// unless global_batch_stats sums them over the batch group. With one
 // rank (the default) the exchanges move nothing and the layer is the single-process one.
 #pragma once
 #include <memory>
@@ -27,7 +28,11 @@ class MoeFfn : public Ffn {
  public:
   // Registers the router, the shared expert and the experts c.expert_parallel gives this rank.
   // ep_group: the expert-parallel ranks' communicator, required when c.expert_parallel.size > 1.
-  MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix, Collective* ep_group = nullptr);
+  // batch_group: the ranks sharing each global micro-batch (data parallel); with
+  // moe.global_batch_stats the balance counts are summed over it, so they do not depend on how
+  // many ranks share the batch. Null: this rank's tokens are the whole batch.
+  MoeFfn(const ModelConfig& c, ParamTable& params, const std::string& prefix, Collective* ep_group = nullptr,
+         Collective* batch_group = nullptr);
   void forward(float* out, const float* inp, int N, int64_t step, Mode mode) override;
   void backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) override;
   double aux_loss() const override { return aux_total_; }
@@ -56,6 +61,7 @@ class MoeFfn : public Ffn {
   Routing routing_;
   RouterCache cache_;
   BalanceStats step_stats_;
+  Collective* batch_group_ = nullptr;
   double aux_total_ = 0.0;  // aux losses of the last forward
   std::map<std::string, double> aux_terms_;
   // dispatch: send_rows_ [E] rows per slot; assignment j goes to send row pos_[j], which holds

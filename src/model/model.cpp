@@ -7,7 +7,7 @@
 
 namespace mohge {
 
-Model::Model(const ModelConfig& c, Backend& be) : cfg(c), params(be), be_(be) {
+Model::Model(const ModelConfig& c, Backend& be, const ParallelGroups* groups) : cfg(c), params(be), be_(be) {
   cfg.validate();
   const int d = c.hidden_size, hd = c.head_dim(), qd = c.num_heads * hd, kvd = c.num_kv_heads * hd;
   const float std = (float)c.init_std, out_std = std / std::sqrt(2.0f * c.num_layers);
@@ -22,7 +22,7 @@ Model::Model(const ModelConfig& c, Backend& be) : cfg(c), params(be), be_(be) {
     ids.o = params.add(p + ".self_attn.o_proj.weight", {d, qd}, ParamInit::normal, out_std, true);
     ids.ln2 = params.add(p + ".post_attention_layernorm.weight", {d}, ParamInit::ones, 0, false);
     layer_ids_.push_back(ids);
-    ffn_.push_back(make_ffn(cfg, l, params, p + ".mlp"));
+    ffn_.push_back(make_ffn(cfg, l, params, p + ".mlp", groups));
   }
   norm_id_ = params.add("model.norm.weight", {d}, ParamInit::ones, 0, false);
   lm_id_ = c.tie_word_embeddings

@@ -19,7 +19,8 @@ namespace mohge {
 class Model {
  public:
   // Registers and allocates the parameters (zeros) on be; every op of the model runs on be.
-  explicit Model(const ModelConfig& cfg, Backend& be = cpu_backend());
+  // groups: this rank's place in a parallel job (make_ffn); null for one process.
+  explicit Model(const ModelConfig& cfg, Backend& be = cpu_backend(), const ParallelGroups* groups = nullptr);
   ~Model();
   void init_weights(uint64_t seed) { params.init_weights(seed); }
   // Start of an optimizer step: per-step routing statistics restart (see Ffn::routing).

@@ -31,12 +31,12 @@ nlohmann::json checkpoint_config_json(const std::string& dir) {
   }
 }
 
-void model_load_weights(const std::string& dir, Model& m) {
+void model_load_weights(const std::string& dir, Model& m, bool own_experts_only) {
   auto st = SafetensorsFile::load(dir + "/model.safetensors");
   for (auto& p : m.params.infos())
     m.params.backend().upload(m.params.all_data() + p.offset, st.f32(p.name, p.shape), (size_t)p.numel * 4);
   for (auto& t : st.tensors())
-    MOHGE_CHECK(m.params.find(t.name) >= 0,
+    MOHGE_CHECK(m.params.find(t.name) >= 0 || (own_experts_only && t.name.find(".experts.") != std::string::npos),
                 "{}: tensor '{}' is not part of the model that config.json describes", st.path(),
                 t.name);
 }

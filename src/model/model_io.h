@@ -13,7 +13,9 @@ namespace mohge {
 void model_save(const std::string& dir, const Model& m);  // dir must exist; files written atomically
 std::unique_ptr<Model> model_load(const std::string& dir, Backend& be = cpu_backend());
 // Loads model.safetensors of dir into m (whose config must match the checkpoint's tensors).
-void model_load_weights(const std::string& dir, Model& m);
+// own_experts_only: m is one expert-parallel rank, holding only some of the checkpoint's experts
+// (the others' tensors are skipped, not an error).
+void model_load_weights(const std::string& dir, Model& m, bool own_experts_only = false);
 nlohmann::json checkpoint_config_json(const std::string& dir);
 
 // A checkpoint dir (has config.json) as is; a run dir -> its newest checkpoint. Clear error otherwise.

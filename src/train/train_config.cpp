@@ -82,10 +82,30 @@ static const ConfigSchema<RunSettings>& run_schema() {
   return schema;
 }
 
+static const ConfigSchema<ParallelConfig>& parallel_schema() {
+  using P = ParallelConfig;
+  static const ConfigSchema<P> schema{
+      "parallel",
+      "Training over MPI (`mpirun -np P mohge train`, P = data_parallel × expert_parallel, docs/SCALING.md): "
+      "each rank trains on 1/P of every global batch; dense gradients are averaged over all ranks, an "
+      "expert's over the ranks holding it. Not part of config.json: a checkpoint resumes at any P.",
+      {
+          {"data_parallel", &P::data_parallel, closed(1, 65536), "replicas of every expert (DP)"},
+          {"expert_parallel", &P::expert_parallel, closed(1, 65536),
+           "ranks each MoE layer's experts are split over (EP; divides moe.num_experts)"},
+          {"placement", &P::placement, one_of({"auto", "contiguous", "pairing", "all_size"}),
+           "expert → rank placement (SPEC §5); auto: all_size for mohge, pairing for hmoe, contiguous for moe"},
+          {"zero1", &P::zero1, {}, "shard the AdamW moments over the data-parallel ranks (ZeRO stage 1; not implemented yet: true is an error)"},
+          {"timeout_s", &P::timeout_s, closed(1, 86400),
+           "seconds a rank waits in a collective before the job fails, naming the rank"},
+      }};
+  return schema;
+}
+
 RunConfig run_config_read(const std::string& path, const std::vector<std::string>& overrides) {
   TomlDoc doc = path.empty() ? TomlDoc::parse_string("", "<defaults>") : TomlDoc::parse_file(path);
   for (auto& o : overrides) doc.apply_override(o);
-  doc.check_sections({"model", "moe", "data", "train", "run"});
+  doc.check_sections({"model", "moe", "data", "train", "run", "parallel"});
   RunConfig rc;
   toml::table resolved;
   rc.model = model_config_read(doc, resolved);
@@ -100,10 +120,31 @@ RunConfig run_config_read(const std::string& path, const std::vector<std::string
   MOHGE_CHECK(backend_find(rc.run.backend, &why_not), "run.backend = \"{}\": {}", rc.run.backend, why_not);
   rc.model.matmul_precision = rc.run.matmul_precision;
   rc.train.threads = rc.run.threads;
+  parallel_schema().read_section(doc.section("parallel"), rc.parallel, doc.source());
+  const ParallelConfig& par = rc.parallel;
+  MOHGE_CHECK(!par.zero1, "parallel.zero1 = true: sharding the optimizer state is not implemented yet (every rank "
+              "keeps the full AdamW moments)");
+  MOHGE_CHECK(rc.train.batch_size % par.world() == 0,
+              "train.batch_size = {} must be divisible by the {} ranks of parallel.data_parallel × "
+              "parallel.expert_parallel = {} × {} (each rank takes an equal share)",
+              rc.train.batch_size, par.world(), par.data_parallel, par.expert_parallel);
+  if (par.expert_parallel > 1) {
+    MOHGE_CHECK(rc.model.is_moe(), "parallel.expert_parallel = {} needs a mixture-of-experts model (model.ffn_kind "
+                "is dense)", par.expert_parallel);
+    ExpertParallel& ep = rc.model.expert_parallel;
+    ep.size = par.expert_parallel;
+    if (par.placement != "auto") ep.placement = placement_from_string(par.placement);
+    try {
+      expert_slots(rc.model.moe, ep);  // the placement's own refusals, before any rank starts
+    } catch (const Error& e) {
+      fail("parallel.expert_parallel = {}: {}", par.expert_parallel, e.what());
+    }
+  }
 
   resolved.insert_or_assign("data", data_schema().to_toml(rc.data));
   resolved.insert_or_assign("train", train_schema().to_toml(rc.train));
   resolved.insert_or_assign("run", run_schema().to_toml(rc.run));
+  resolved.insert_or_assign("parallel", parallel_schema().to_toml(rc.parallel));
   std::stringstream ss;
   ss << resolved;
   rc.toml = ss.str();
@@ -111,7 +152,7 @@ RunConfig run_config_read(const std::string& path, const std::vector<std::string
 }
 
 std::vector<const ConfigSection*> run_config_sections() {
-  return {&model_schema(), &moe_schema(), &expert_layout_schema(), &data_schema(), &train_schema(), &run_schema()};
+  return {&model_schema(), &moe_schema(), &expert_layout_schema(), &data_schema(), &train_schema(), &run_schema(), &parallel_schema()};
 }
 
 std::string run_config_reference() {

@@ -1,5 +1,6 @@
-// defines: TrainConfig, DataConfig, RunSettings, RunConfig, run_config_read, run_config_reference
-// A run is one TOML file ([model], [moe], [data], [train], [run]); every key can be overridden
+// defines: TrainConfig, DataConfig, RunSettings, ParallelConfig, RunConfig, run_config_read,
+//          run_config_reference
+// A run is one TOML file ([model], [moe], [data], [train], [run], [parallel]); every key can be overridden
 // with --set section.key=value. Unknown keys and sections are errors. Every key is declared once,
 // in its section's schema (core/config_schema.h); `mohge config --keys` prints them all.
 #pragma once
@@ -48,11 +49,25 @@ struct RunSettings {
   int threads = 0;                               // OpenMP threads; 0 = all cores
 };
 
+// How the ranks of `mpirun -np P mohge train` share the work ([parallel]; issue 9, SPEC §5): P =
+// data_parallel × expert_parallel. Every rank trains on its 1/P of each global micro-batch
+// (train.batch_size sequences); rank p·EP + q is expert-parallel rank q of group p. The defaults,
+// one rank, are the single-process engine.
+struct ParallelConfig {
+  int data_parallel = 1;         // DP: replicas of each expert (expert-data-parallel group size)
+  int expert_parallel = 1;       // EP: ranks a layer's experts are split over
+  std::string placement = "auto";  // auto (the layout's own: moe/expert_parallel.h) | a PlacementPolicy
+  bool zero1 = false;            // shard the AdamW moments over the data-parallel ranks (not yet: an error)
+  double timeout_s = 300;        // a collective waiting longer fails the job, naming the rank
+  int world() const { return data_parallel * expert_parallel; }
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
   RunSettings run;
+  ParallelConfig parallel;
   std::string toml;  // the resolved config, stored with checkpoints
 };
 

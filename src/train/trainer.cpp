@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "kernels/backend.h"
@@ -21,6 +22,8 @@
 #include "model/model_io.h"
 #include "moe/placement.h"
 #include "train/checkpoint.h"
+#include "train/expert_gather.h"
+#include "train/grad_sync.h"
 #include "train/routing_log.h"
 
 namespace fs = std::filesystem;
@@ -66,7 +69,14 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   MOHGE_CHECK(opt.validate, "train_run: no validation function");
   Backend& be = backend_get(rc.run.backend);  // one line naming why it cannot run here, before any work
   if (tc.threads > 0) omp_set_num_threads(tc.threads);
-  const int B = tc.batch_size, T = tc.seq_len;
+  const int T = tc.seq_len;
+  // Data × expert parallel: every rank trains on its B/P rows of each global micro-batch; the loss
+  // scale carries 1/P so the summed gradients are the global batch's mean (GradientSync).
+  const ParallelGroups* par = opt.parallel;
+  const int P = par && par->world ? par->world->size() : 1, rank = P > 1 ? par->world->rank() : 0;
+  const bool lead = rank == 0;  // prints, writes the log and the checkpoints
+  MOHGE_CHECK(tc.batch_size % P == 0, "train.batch_size = {} does not split over {} ranks", tc.batch_size, P);
+  const int B = tc.batch_size / P;
 
   Tokenizer tok = Tokenizer::load(rc.data.tokenizer);
   MOHGE_CHECK(tok.vocab_size() <= rc.model.vocab_size,
@@ -75,8 +85,8 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   auto train_shard = std::make_shared<TokenShard>(rc.data.dir + "/train.bin");
   auto val_shard = std::make_shared<TokenShard>(rc.data.dir + "/val.bin");
   for (auto* s : {train_shard.get(), val_shard.get()}) check_tokenizer_matches_shard(tok, rc.data.tokenizer, *s);
-  DataLoader train_loader(train_shard, B, T, tc.seed);
-  DataLoader val_loader(val_shard, B, T, tc.seed);
+  DataLoader train_loader(train_shard, B, T, tc.seed, rank, P);
+  DataLoader val_loader(val_shard, tc.batch_size, T, tc.seed);  // every rank: the same windows
 
   if (rc.model.ffn_kind == FfnKind::mohge) {  // all_size must balance the reported device count
     const MoeConfig& m = rc.model.moe;
@@ -87,14 +97,18 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       fail("train.routing_devices = {}: {}", tc.routing_devices, e.what());
     }
   }
-  fs::create_directories(tc.out_dir);
+  if (lead) fs::create_directories(tc.out_dir);
   // held until the run returns: two runs into one directory would mix their checkpoints
   const std::string lock_path = tc.out_dir + "/.lock";
-  FileLock lock(lock_path);
-  MOHGE_CHECK(lock.held(), "{} is in use by another training run (it holds {}): wait for it to end, or set another train.out_dir",
+  std::optional<FileLock> lock;
+  if (lead) lock.emplace(lock_path);
+  MOHGE_CHECK(!lead || lock->held(), "{} is in use by another training run (it holds {}): wait for it to end, or set another train.out_dir",
               tc.out_dir, lock_path);
   const std::string log_path = tc.out_dir + "/log.jsonl";
-  Model model(rc.model, be);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
+  ModelConfig mc = rc.model;
+  if (par && par->expert) mc.expert_parallel.rank = par->expert->rank();
+  Model model(mc, be, par);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
+  GradientSync sync(model.params, par);
   if (model.params.backend().host_accessible())
     require_memory(training_bytes_lower_bound(model, B, T),
                    fmt::format("training {} parameters with batch {}x{} (weights, gradients, AdamW moments, activations)",
@@ -107,7 +121,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     std::string dir = checkpoint_resolve(tc.out_dir);
     MOHGE_CHECK(checkpoint_config_json(dir) == model_config_to_json(model.cfg),
                 "--resume: the model config differs from the checkpoint in {}", dir);
-    model_load_weights(dir, model);
+    model_load_weights(dir, model, /*own_experts_only=*/mc.expert_parallel.size > 1);
     checkpoint_load_training(dir, model, adamw, st);
     if (st.step >= tc.steps) {  // nothing to train: the run directory stays as it is
       TrainSummary done;
@@ -117,26 +131,28 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       return done;
     }
     train_loader.set_state(st.loader);
-    truncate_log(log_path, st.step);
-    fmt::print("resumed from {} (step {})\n", dir, st.step);
+    if (lead) truncate_log(log_path, st.step), fmt::print("resumed from {} (step {})\n", dir, st.step);
   } else {
     // never overwrite an earlier run's checkpoints: they are the user's data
     const fs::path ck = fs::path(tc.out_dir) / "checkpoints";
-    MOHGE_CHECK(!fs::exists(ck) || fs::is_empty(ck),
+    MOHGE_CHECK(!lead || !fs::exists(ck) || fs::is_empty(ck),
                 "{} holds checkpoints of an earlier run: continue it with --resume, or set another train.out_dir",
                 tc.out_dir);
     model.init_weights(tc.seed);
   }
-  std::ofstream log(log_path, resumed ? std::ios::app : std::ios::trunc);
-  MOHGE_CHECK(log.good(), "cannot write {}: {}", log_path, std::strerror(errno));
+  std::ofstream log;
+  if (lead) log.open(log_path, resumed ? std::ios::app : std::ios::trunc);
+  MOHGE_CHECK(!lead || log.good(), "cannot write {}: {}", log_path, std::strerror(errno));
   // one record per line, flushed: a full disk fails the step that meets it, not silently at exit
   auto append_log = [&](const nlohmann::json& rec) {
+    if (!lead) return;
     log << rec.dump() << '\n' << std::flush;
     MOHGE_CHECK(log.good(), "cannot write {}: {}", log_path, std::strerror(errno));
   };
 
   InterruptScope interrupt;  // SIGINT / SIGTERM / SIGHUP: checkpoint, then stop
-  const bool tty = opt.progress && isatty(fileno(stdout));
+  const bool progress = opt.progress && lead;
+  const bool tty = progress && isatty(fileno(stdout));
   std::vector<int32_t> in((size_t)B * T), tg((size_t)B * T);
   TrainSummary sum;
   Context ctx(model, Mode::train);
@@ -147,8 +163,13 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   nlohmann::json last_routing;  // routing metrics of the last step, stored with checkpoints
   auto save = [&] {
     st.loader = train_loader.state();
-    sum.checkpoint = checkpoint_save(tc.out_dir, model, adamw, st, tok.serialized(), rc.toml,
-                                     tc.keep_checkpoints, last_routing);
+    // expert parallel: EP group 0 gathers every expert on rank 0 (the other groups hold replicas),
+    // so the files are those of one process whatever P is
+    FullModel full;
+    if (mc.expert_parallel.size > 1 && rank < mc.expert_parallel.size) full = gather_experts(model, adamw, *par->expert);
+    if (lead)
+      sum.checkpoint = checkpoint_save(tc.out_dir, full.model ? *full.model : model, full.opt ? *full.opt : adamw, st,
+                                       tok.serialized(), rc.toml, tc.keep_checkpoints, last_routing);
   };
   auto evaluate = [&] {
     ValLoss r = opt.validate(model, val_loader, tc.eval_batches);
@@ -158,7 +179,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   };
 
   while (st.step < tc.steps) {
-    if (const int sig = interrupt.signal()) {
+    if (const int sig = sync.any(interrupt.signal())) {  // every rank stops at the same step
       sum.interrupted_by = sig;
       break;
     }
@@ -174,9 +195,12 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       aux += ctx.aux_loss() / tc.grad_accum;
       for (auto& [k, v] : ctx.aux_terms()) aux_terms[k] += v / tc.grad_accum;
       routing.add_micro_batch();
-      model.backward(ctx, 1.0f / tc.grad_accum);
+      model.backward(ctx, 1.0f / ((float)tc.grad_accum * P));
     }
-    const double norm = grad_global_norm(model.params.backend(), model.params.all_grad(), model.params.total());
+    sync.allreduce(model.params);
+    const double norm = sync.global_norm(model.params);
+    lm = sync.mean(lm), aux = sync.mean(aux);
+    sync.mean(aux_terms);
     MOHGE_CHECK(std::isfinite(norm) && std::isfinite(lm),
                 "training diverged at step {} (loss {}, grad norm {}): lower train.lr", st.step, lm, norm);
     const double lr = lr_schedule(st.step, tc.steps, tc.warmup_steps, tc.lr, tc.min_lr);
@@ -206,25 +230,27 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
     std::string line = fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | ETA {}",
                                    st.step, tc.steps, lm + aux, lr, norm, tps, fmt_duration(eta));
     if (tty) fmt::print("\r{}\033[K", line), std::fflush(stdout);
-    else if (opt.progress && (st.step % tc.log_every == 0 || st.step == tc.steps))
+    else if (progress && (st.step % tc.log_every == 0 || st.step == tc.steps))
       fmt::print("{}\n", line), std::fflush(stdout);  // live in logs and pipes too
 
     bool last = st.step == tc.steps;
     bool stop = opt.stop_after > 0 && st.step - first_step >= opt.stop_after;
     if ((tc.eval_every > 0 && st.step % tc.eval_every == 0) || last) {
       ValLoss r = evaluate();
-      if (opt.progress) fmt::print("{}step {:>6} | val loss {:.4f} | val ppl {:.2f}\n", tty ? "\n" : "", st.step, r.loss, std::exp(r.loss));
+      if (progress) fmt::print("{}step {:>6} | val loss {:.4f} | val ppl {:.2f}\n", tty ? "\n" : "", st.step, r.loss, std::exp(r.loss));
     }
     if ((tc.checkpoint_every > 0 && st.step % tc.checkpoint_every == 0) || last || stop) save();
     if (stop) break;
   }
   if (sum.interrupted_by) {
     save();
-    fmt::print("\ninterrupted by {}: checkpoint {} written; continue with --resume\n",
+    if (lead) fmt::print("\ninterrupted by {}: checkpoint {} written; continue with --resume\n",
                signal_name(sum.interrupted_by), sum.checkpoint);
   }
-  log.close();
-  MOHGE_CHECK(!log.fail(), "cannot write {}: {}", log_path, std::strerror(errno));
+  if (lead) {
+    log.close();
+    MOHGE_CHECK(!log.fail(), "cannot write {}: {}", log_path, std::strerror(errno));
+  }
   sum.steps = st.step;
   return sum;
 }

@@ -35,6 +35,9 @@ struct TrainOptions {
   bool progress = true;   // live progress display on stdout
   int stop_after = 0;     // stop (with a checkpoint) after this many steps of this call; 0 = run to the end
   ValidateFn validate;    // required
+  // This rank's place in a `mpirun -np P` job (rc.parallel; issue 9); null: one process. Every
+  // rank calls train_run; only rank 0 prints, writes the log and the checkpoints.
+  const ParallelGroups* parallel = nullptr;
 };
 
 TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt);

@@ -1,0 +1,47 @@
+// defines: MpiJob (see mpi_job.h)
+#include "dist/mpi_job.h"
+
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace mohge {
+
+bool MpiJob::launched() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
+
+MpiJob::MpiJob() : session_(nullptr, nullptr) {}
+
+void MpiJob::split(int data_parallel, int expert_parallel) {
+  const int P = data_parallel * expert_parallel;
+  MOHGE_CHECK(P == size(),
+              "parallel.data_parallel × parallel.expert_parallel = {} × {} = {} ranks, but the job has {} (start "
+              "it with `mpirun -np {} mohge train ...`)",
+              data_parallel, expert_parallel, P, size(), P);
+  world_ = std::make_unique<MpiCollective>(MPI_COMM_WORLD);
+  MPI_Comm ep = MPI_COMM_NULL, edp = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, rank() / expert_parallel, rank(), &ep);
+  MPI_Comm_split(MPI_COMM_WORLD, rank() % expert_parallel, rank(), &edp);
+  expert_ = std::make_unique<MpiCollective>(ep);  // duplicates: ours to free
+  expert_data_ = std::make_unique<MpiCollective>(edp);
+  MPI_Comm_free(&ep), MPI_Comm_free(&edp);
+  groups_ = {world_.get(), expert_.get(), expert_data_.get()};
+}
+
+void MpiJob::fail_everywhere() {
+  if (rank() == 0) throw;
+  world_.reset(), expert_.reset(), expert_data_.reset();
+  MPI_Finalize();
+  std::exit(1);
+}
+
+void MpiJob::abort(const std::string& what) {
+  fmt::print(stderr, "error: rank {} of {}: {}\n", rank(), size(), single_line(what));
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();  // not reached
+}
+
+}  // namespace mohge

@@ -1,0 +1,189 @@
+// Training over MPI (issue 9): `train_run` on every rank of a data × expert parallel job against one
+// process training on the same global batch. Runs under mpirun -np 2 and 4 (tests/CMakeLists.txt),
+// linked into test_mpi (whose main starts MPI). Every rank runs every test.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "dist/mpi_job.h"
+#include "eval/eval_loss.h"
+#include "model/model_io.h"
+#include "train/train_config.h"
+#include "train/trainer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace mohge {
+namespace {
+
+const bool kThreads = test::single_threaded_unless_set();
+
+std::string corpus_text() {
+  static const char* words[] = {"the", "red", "cat", "sees", "a", "small", "dog", "river", "tree", "finds", "old", "bird"};
+  std::string out;
+  uint64_t x = 12345;
+  for (int d = 0; d < 300; d++) {
+    for (int w = 0; w < 20; w++) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      out += std::string(words[(x >> 33) % 12]) + (w % 7 == 6 ? ". " : " ");
+    }
+    out += "\n\n";
+  }
+  return out;
+}
+
+// rank 0's string on every rank
+std::string shared_string(Collective& world, std::string s) {
+  int64_t n = (int64_t)s.size();
+  world.broadcast(&n, sizeof n, 0);
+  s.resize(n);
+  world.broadcast(s.data(), n, 0);
+  return s;
+}
+
+// The data (rank 0 builds it, every rank reads it) and a scratch directory of rank 0's.
+struct Shared {
+  test::CorpusFixture data;
+  std::shared_ptr<test::TmpDir> scratch;
+  std::string data_dir, tokenizer, root;
+};
+
+const Shared& shared(Collective& world) {
+  static Shared s = [&] {
+    Shared r;
+    if (world.rank() == 0) {
+      r.data = test::make_corpus_fixture(corpus_text(), {.val_fraction = 0.1, .tag = "mpi_train"});
+      r.scratch = std::make_shared<test::TmpDir>("mpi_train_runs");
+      r.data_dir = r.data.data_dir, r.tokenizer = r.data.tokenizer, r.root = r.scratch->str();
+    }
+    r.data_dir = shared_string(world, r.data_dir), r.tokenizer = shared_string(world, r.tokenizer);
+    r.root = shared_string(world, r.root);
+    return r;
+  }();
+  return s;
+}
+
+// A tiny model; mohge: 4 groups × 2 experts of widths 8, 12, 16, 20 (all_size balances 2 and 4
+// ranks), global-batch balance statistics and every aux loss on.
+RunConfig tiny(const Shared& sh, const std::string& out, const std::string& kind, int dp, int ep,
+               std::vector<std::string> extra = {}) {
+  std::vector<std::string> sets = {
+      "model.vocab_size=320", "model.hidden_size=16", "model.num_layers=2", "model.num_heads=4",
+      "model.num_kv_heads=2", "model.intermediate_size=32", "model.max_seq_len=16",
+      "model.ffn_kind=\"" + kind + "\"", "data.dir=\"" + sh.data_dir + "\"", "data.tokenizer=\"" + sh.tokenizer + "\"",
+      "train.batch_size=8", "train.seq_len=16", "train.grad_accum=2", "train.steps=4", "train.lr=3e-3",
+      "train.min_lr=3e-4", "train.warmup_steps=1", "train.eval_every=0", "train.eval_batches=2",
+      "train.checkpoint_every=0", "train.out_dir=\"" + out + "\"", "run.threads=1", "train.seed=7",
+      "parallel.data_parallel=" + std::to_string(dp), "parallel.expert_parallel=" + std::to_string(ep)};
+  if (kind == "mohge")
+    for (const char* s : {"moe.num_expert_groups=4", "moe.experts_per_group=2", "moe.group_widths=[8, 12, 16, 20]",
+                          "moe.topk_group=2", "moe.num_experts_per_tok=3", "moe.shared_expert_width=8",
+                          "moe.group_coef=0.05", "moe.intra_group_coef=0.05",
+                          "moe.group_delta=8.0", "moe.global_batch_stats=true", "train.routing_devices=2"})
+      sets.push_back(s);
+  for (auto& e : extra) sets.push_back(e);
+  return run_config_read("", sets);
+}
+
+TrainOptions options(const ParallelGroups* groups, int stop_after = 0, bool resume = false) {
+  TrainOptions o;
+  o.progress = false;
+  o.stop_after = stop_after;
+  o.resume = resume;
+  o.parallel = groups;
+  o.validate = [](Model& m, DataLoader& l, uint64_t n) {
+    EvalResult r = evaluate_loss(m, l, n);
+    return ValLoss{r.loss, r.tokens};
+  };
+  return o;
+}
+
+std::vector<nlohmann::json> step_records(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(out + "/log.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (auto j = nlohmann::json::parse(line); j.contains("loss")) v.push_back(j);
+  return v;
+}
+
+// max |a − b| over every tensor of two checkpoints' model.safetensors (same names required)
+double max_weight_difference(const std::string& a, const std::string& b) {
+  auto fa = SafetensorsFile::load(a + "/model.safetensors"), fb = SafetensorsFile::load(b + "/model.safetensors");
+  EXPECT_EQ(fa.tensors().size(), fb.tensors().size());
+  double worst = 0;
+  for (auto& t : fa.tensors()) {
+    const float *x = fa.f32(t.name, t.shape), *y = fb.f32(t.name, t.shape);
+    int64_t n = 1;
+    for (auto s : t.shape) n *= s;
+    for (int64_t i = 0; i < n; i++) worst = std::max(worst, (double)std::abs(x[i] - y[i]));
+  }
+  return worst;
+}
+
+struct Case {
+  const char* kind;
+  int ep;  // DP = P / EP
+  const char* placement;
+};
+
+class TrainOverRanks : public ::testing::TestWithParam<Case> {};
+
+// The P-rank run's losses, gradient norms and final weights equal one process's on the same global
+// batch (float tolerance; the largest differences are printed).
+TEST_P(TrainOverRanks, EqualsOneProcess) {
+  const Case& c = GetParam();
+  MpiJob job;
+  const int P = job.size();
+  if (P % c.ep != 0) GTEST_SKIP() << "EP " << c.ep << " does not divide " << P << " ranks";
+  job.split(P / c.ep, c.ep);
+  Collective& world = *job.groups().world;
+  const Shared& sh = shared(world);
+  const std::string tag = fmt::format("{}_ep{}_{}_P{}", c.kind, c.ep, c.placement, P);
+  const std::string one = sh.root + "/one_" + tag, many = sh.root + "/many_" + tag;
+  if (job.rank() == 0) train_run(tiny(sh, one, c.kind, 1, 1), options(nullptr));
+  const std::string placement = fmt::format("parallel.placement=\"{}\"", c.placement);
+  TrainSummary s = train_run(tiny(sh, many, c.kind, P / c.ep, c.ep, {placement}), options(&job.groups()));
+  if (job.rank() != 0) return;
+  const auto a = step_records(one), b = step_records(many);
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), 4u);
+  double dloss = 0, dnorm = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    dloss = std::max(dloss, std::abs(a[i]["loss"].get<double>() - b[i]["loss"].get<double>()));
+    dnorm = std::max(dnorm, std::abs(a[i]["grad_norm"].get<double>() - b[i]["grad_norm"].get<double>()));
+    EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+    EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(), 1e-4 * a[i]["grad_norm"].get<double>())
+        << "step " << i + 1;
+    if (a[i].contains("aux")) {
+      for (auto& [k, v] : a[i]["aux"].items())
+        EXPECT_NEAR(v.get<double>(), b[i]["aux"][k].get<double>(), 1e-5) << k << " at step " << i + 1;
+    }
+  }
+  const double dw = max_weight_difference(checkpoint_resolve(one), s.checkpoint);
+  EXPECT_LT(dw, 1e-4);
+  std::printf("[ max diff  ] %s over %d ranks (DP %d × EP %d), 4 steps: loss %.2e, grad norm %.2e, weights %.2e\n",
+              c.kind, P, P / c.ep, c.ep, dloss, dnorm, dw);
+}
+
+INSTANTIATE_TEST_SUITE_P(Parallel, TrainOverRanks,
+                         ::testing::Values(Case{"dense", 1, "auto"}, Case{"mohge", 1, "auto"},
+                                           Case{"mohge", 2, "all_size"}, Case{"mohge", 2, "contiguous"},
+                                           Case{"mohge", 4, "all_size"}, Case{"mohge", 4, "pairing"}),
+                         [](const auto& info) {
+                           return std::string(info.param.kind) + "_ep" + std::to_string(info.param.ep) + "_" +
+                                  info.param.placement;
+                         });
+
+}  // namespace
+}  // namespace mohge
