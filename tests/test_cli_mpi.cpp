@@ -1,6 +1,7 @@
 // `mpirun -np P mohge train` (issue 9), through the real launcher: only rank 0 prints and writes,
 // a run saved at P = 2 resumes in one process, and the errors of a [parallel] config that does not
 // fit the job are one `error:` line. Skipped, visibly, where mohge was built without MPI.
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -100,6 +101,33 @@ TEST(CliMpi, RanksNotMatchingTheConfigAreOneErrorLine) {
   e = error_lines(r.err);
   ASSERT_EQ(e.size(), 1u) << r.err;
   EXPECT_NE(e[0].find("start the run with `mpirun -np 2"), std::string::npos) << e[0];
+}
+
+// A rank stopped (SIGSTOP: hung) or killed mid-run ends the job: with the stopped rank, the other
+// one's watchdog gives one `error:` line naming its rank and the call after parallel.timeout_s; a
+// killed rank is seen by mpirun, which ends the others. Never a hang.
+TEST(CliMpi, AStoppedOrKilledRankEndsTheJob) {
+  if (!built_with_mpi()) GTEST_SKIP() << "mohge built without MPI";
+  for (const char* sig : {"STOP", "KILL"}) {
+    test::TmpDir d;
+    const std::string job =
+        fmt::format("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 {} train -q "
+                    "--set train.steps=1000000 --set parallel.data_parallel=2 --set parallel.timeout_s=2 {}",
+                    q(MOHGE_BINARY), sets(d / "run"));
+    // the ranks are mpirun's children; the last started one gets the signal once training runs
+    const std::string script = fmt::format("{} & M=$!; sleep 5; kill -{} $(pgrep -P $M | tail -n 1); wait $M", job, sig);
+    auto r = test::run_command("timeout 60 bash -c " + q(script));
+    SCOPED_TRACE(sig);
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.rc, 124) << "the job hung";
+    EXPECT_LT(r.seconds, 30.0);
+    auto e = error_lines(r.err);
+    if (std::string(sig) == "STOP") {
+      ASSERT_EQ(e.size(), 1u) << r.err;
+      EXPECT_NE(e[0].find("waited more than 2 s (parallel.timeout_s)"), std::string::npos) << e[0];
+      EXPECT_NE(e[0].find("rank 0 of 2: MPI_"), std::string::npos) << e[0];
+    }
+  }
 }
 
 }  // namespace

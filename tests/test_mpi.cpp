@@ -4,7 +4,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <fmt/core.h>
+
+#include <chrono>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dist/mpi_collective.h"
@@ -90,6 +95,35 @@ TEST(MpiCollective, BroadcastCopiesTheRootsBytes) {
   std::string s = c.rank() == root ? "from the root" : "xxxxxxxxxxxxx";
   c.broadcast(s.data(), 11, root);
   EXPECT_EQ(s, c.rank() == root ? "from the root" : "from the roxx");  // 11 bytes: the rest untouched
+}
+
+// Rank 0 enters an all-reduce 1.5 s late: the other ranks' watchdogs (timeout 0.5 s) report the
+// call, naming their rank, once; rank 0's, which did not wait, reports nothing; the call completes.
+TEST(MpiCollective, WatchdogReportsACallWaitingPastTheTimeout) {
+  std::mutex mu;
+  std::vector<std::string> reports;
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  Watchdog dog(0.5, rank, size, [&](const std::string& m) {
+    std::lock_guard<std::mutex> lk(mu);
+    reports.push_back(m);
+  });
+  MpiCollective c(MPI_COMM_WORLD, MpiCollective::kMaxInt, MpiCollective::kMaxInt, &dog);
+  double v = 1.0;
+  if (rank == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  c.allreduce_sum(&v, 1);
+  EXPECT_EQ(v, (double)size);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // nothing armed: no report
+  std::lock_guard<std::mutex> lk(mu);
+  if (rank == 0) {
+    EXPECT_TRUE(reports.empty()) << reports[0];
+  } else {
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_NE(reports[0].find(fmt::format("rank {} of {}: MPI_Allreduce waited more than 0.5 s", rank, size)),
+              std::string::npos)
+        << reports[0];
+  }
 }
 
 }  // namespace

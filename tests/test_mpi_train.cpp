@@ -17,6 +17,7 @@
 #include "dist/mpi_job.h"
 #include "eval/eval_loss.h"
 #include "model/model_io.h"
+#include "dist/mpi_collective.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 #include "test_util.h"
@@ -146,7 +147,7 @@ TEST_P(TrainOverRanks, EqualsOneProcess) {
   MpiJob job;
   const int P = job.size();
   if (P % c.ep != 0) GTEST_SKIP() << "EP " << c.ep << " does not divide " << P << " ranks";
-  job.split(P / c.ep, c.ep);
+  job.split(P / c.ep, c.ep, 120);
   Collective& world = *job.groups().world;
   const Shared& sh = shared(world);
   const std::string tag = fmt::format("{}_ep{}_{}_P{}", c.kind, c.ep, c.placement, P);
@@ -184,6 +185,45 @@ INSTANTIATE_TEST_SUITE_P(Parallel, TrainOverRanks,
                            return std::string(info.param.kind) + "_ep" + std::to_string(info.param.ep) + "_" +
                                   info.param.placement;
                          });
+
+// A run saved at P ranks (DP 1 × EP P) resumes in one process and, from P = 4, on 2 ranks (EP 2)
+// with the losses the uninterrupted one-process run has: the checkpoint does not depend on P.
+TEST(TrainOverRanks, CheckpointResumesAtAnotherP) {
+  MpiJob job;
+  const int P = job.size();
+  job.split(1, P, 120);
+  Collective& world = *job.groups().world;
+  const Shared& sh = shared(world);
+  const std::string one = sh.root + fmt::format("/resume_one_P{}", P), saved = sh.root + fmt::format("/resume_P{}", P);
+  if (job.rank() == 0) train_run(tiny(sh, one, "mohge", 1, 1), options(nullptr));
+  train_run(tiny(sh, saved, "mohge", 1, P), options(&job.groups(), /*stop_after=*/2));
+  const auto reference = job.rank() == 0 ? step_records(one) : std::vector<nlohmann::json>{};
+  auto expect_resumed_like_reference = [&](const std::string& dir, int at_p) {
+    const auto got = step_records(dir);
+    ASSERT_EQ(got.size(), 4u) << "saved at P = " << P << ", resumed at P = " << at_p;
+    for (size_t i = 0; i < 4; i++)
+      EXPECT_NEAR(got[i]["loss"].get<double>(), reference[i]["loss"].get<double>(), 1e-5)
+          << "step " << i + 1 << ", saved at P = " << P << ", resumed at P = " << at_p;
+  };
+  // resumed at P = 1 (a copy of the run directory, so the P = 2 resume below starts from step 2 too)
+  if (job.rank() == 0) {
+    fs::copy(saved, saved + "_at1", fs::copy_options::recursive);
+    train_run(tiny(sh, saved + "_at1", "mohge", 1, 1), options(nullptr, 0, /*resume=*/true));
+    expect_resumed_like_reference(saved + "_at1", 1);
+  }
+  if (P < 4) return;
+  // resumed at P = 2: ranks 0 and 1 form the job, 2 and 3 wait
+  MPI_Comm two = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, job.rank() < 2 ? 0 : MPI_UNDEFINED, job.rank(), &two);
+  if (two != MPI_COMM_NULL) {
+    MpiCollective w(two), ep(two), edp(MPI_COMM_SELF);
+    const ParallelGroups g{&w, &ep, &edp};
+    train_run(tiny(sh, saved, "mohge", 1, 2), options(&g, 0, /*resume=*/true));
+    MPI_Comm_free(&two);
+    if (job.rank() == 0) expect_resumed_like_reference(saved, 2);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
 
 }  // namespace
 }  // namespace mohge

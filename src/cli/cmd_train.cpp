@@ -40,7 +40,7 @@ void register_train_commands(CLI::App& app) {
     RunConfig rc;
     try {
       rc = run_config_read(config, sets);
-      if (job) job->split(rc.parallel.data_parallel, rc.parallel.expert_parallel);
+      if (job) job->split(rc.parallel.data_parallel, rc.parallel.expert_parallel, rc.parallel.timeout_s);
       MOHGE_CHECK(job || rc.parallel.world() == 1, "[parallel] asks for {0} ranks: start the run with `mpirun -np {0} "
                   "mohge train ...`", rc.parallel.world());
     } catch (const Error&) {

@@ -27,8 +27,8 @@ MpiSession::~MpiSession() {
   if (owns_ && !finalised) MPI_Finalize();
 }
 
-MpiCollective::MpiCollective(MPI_Comm comm, int64_t max_message, int64_t max_span)
-    : max_message_(max_message), max_span_(max_span) {
+MpiCollective::MpiCollective(MPI_Comm comm, int64_t max_message, int64_t max_span, Watchdog* watchdog)
+    : max_message_(max_message), max_span_(max_span), watchdog_(watchdog) {
   MOHGE_CHECK(max_message >= 1 && max_message <= kMaxInt && max_span >= 1 && max_span <= kMaxInt,
               "MpiCollective: max_message {} / max_span {} outside [1, {}]", max_message, max_span, kMaxInt);
   MPI_Comm_dup(comm, &comm_);
@@ -52,6 +52,7 @@ void MpiCollective::check(int err, const char* call) const {
 }
 
 void MpiCollective::alltoall(const int* send, int* recv, int n) {
+  Watchdog::Armed armed(watchdog_, "MPI_Alltoall");
   check(MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, comm_), "MPI_Alltoall");
 }
 
@@ -61,6 +62,7 @@ void MpiCollective::alltoall(const int* send, int* recv, int n) {
 // peer instead (MPI_Sendrecv in a fixed schedule), which has no such limit.
 void MpiCollective::alltoallv(const float* send, const int64_t* send_count, const int64_t* send_offset,
                               float* recv, const int64_t* recv_count, const int64_t* recv_offset) {
+  Watchdog::Armed armed(watchdog_, "MPI_Alltoallv");
   const int D = size_;
   const int64_t M = max_message_;
   int64_t most = 0;
@@ -107,6 +109,7 @@ void MpiCollective::alltoallv(const float* send, const int64_t* send_count, cons
 }
 
 void MpiCollective::allreduce_pieces(void* data, int64_t n, MPI_Datatype type, size_t elem_bytes) {
+  Watchdog::Armed armed(watchdog_, "MPI_Allreduce");
   char* p = static_cast<char*>(data);
   for (int64_t at = 0; at < n; at += max_message_) {  // n is the same on every rank: same pieces
     const int len = (int)std::min(max_message_, n - at);
@@ -119,6 +122,7 @@ void MpiCollective::allreduce_sum(double* data, int64_t n) { allreduce_pieces(da
 
 void MpiCollective::broadcast(void* data, int64_t bytes, int root) {
   MOHGE_CHECK(root >= 0 && root < size_, "broadcast from rank {} of {}", root, size_);
+  Watchdog::Armed armed(watchdog_, "MPI_Bcast");
   char* p = static_cast<char*>(data);
   for (int64_t at = 0; at < bytes; at += max_message_)
     check(MPI_Bcast(p + at, (int)std::min(max_message_, bytes - at), MPI_BYTE, root, comm_), "MPI_Bcast");

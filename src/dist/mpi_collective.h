@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/collective.h"
+#include "dist/watchdog.h"
 
 namespace mohge {
 
@@ -38,7 +39,10 @@ class MpiCollective final : public Collective {
   // from its base pointer; a round whose blocks spread wider goes peer by peer (MPI_Sendrecv).
   // MPI counts and displacements are ints, so both default to INT_MAX elements (8 GiB of floats);
   // tests lower them to exercise both paths on small messages.
-  explicit MpiCollective(MPI_Comm comm, int64_t max_message = kMaxInt, int64_t max_span = kMaxInt);
+  // watchdog: armed around every call, so a call that waits too long for a dead or hung peer ends
+  // the job (dist/watchdog.h); null: calls wait as long as MPI does.
+  explicit MpiCollective(MPI_Comm comm, int64_t max_message = kMaxInt, int64_t max_span = kMaxInt,
+                         Watchdog* watchdog = nullptr);
   ~MpiCollective() override;
   MpiCollective(const MpiCollective&) = delete;
   MpiCollective& operator=(const MpiCollective&) = delete;
@@ -61,6 +65,7 @@ class MpiCollective final : public Collective {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int size_ = 1, rank_ = 0;
   int64_t max_message_, max_span_;
+  Watchdog* watchdog_;
 };
 
 }  // namespace mohge

@@ -14,18 +14,21 @@ bool MpiJob::launched() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::get
 
 MpiJob::MpiJob() : session_(nullptr, nullptr) {}
 
-void MpiJob::split(int data_parallel, int expert_parallel) {
+void MpiJob::split(int data_parallel, int expert_parallel, double timeout_s) {
   const int P = data_parallel * expert_parallel;
   MOHGE_CHECK(P == size(),
               "parallel.data_parallel × parallel.expert_parallel = {} × {} = {} ranks, but the job has {} (start "
               "it with `mpirun -np {} mohge train ...`)",
               data_parallel, expert_parallel, P, size(), P);
-  world_ = std::make_unique<MpiCollective>(MPI_COMM_WORLD);
+  watchdog_ = std::make_unique<Watchdog>(timeout_s, rank(), size());
+  world_ = std::make_unique<MpiCollective>(MPI_COMM_WORLD, MpiCollective::kMaxInt, MpiCollective::kMaxInt,
+                                           watchdog_.get());
   MPI_Comm ep = MPI_COMM_NULL, edp = MPI_COMM_NULL;
   MPI_Comm_split(MPI_COMM_WORLD, rank() / expert_parallel, rank(), &ep);
   MPI_Comm_split(MPI_COMM_WORLD, rank() % expert_parallel, rank(), &edp);
-  expert_ = std::make_unique<MpiCollective>(ep);  // duplicates: ours to free
-  expert_data_ = std::make_unique<MpiCollective>(edp);
+  const int64_t big = MpiCollective::kMaxInt;
+  expert_ = std::make_unique<MpiCollective>(ep, big, big, watchdog_.get());  // duplicates: ours to free
+  expert_data_ = std::make_unique<MpiCollective>(edp, big, big, watchdog_.get());
   MPI_Comm_free(&ep), MPI_Comm_free(&edp);
   groups_ = {world_.get(), expert_.get(), expert_data_.get()};
 }

@@ -22,8 +22,9 @@ class MpiJob {
   int rank() const { return session_.rank(); }
   int size() const { return session_.size(); }
   // Splits the world into the groups of a DP × EP job. Throws mohge::Error when the world does not
-  // have data_parallel × expert_parallel ranks.
-  void split(int data_parallel, int expert_parallel);
+  // have data_parallel × expert_parallel ranks. timeout_s: the longest a collective may wait for the
+  // other ranks before this rank ends the job (Watchdog).
+  void split(int data_parallel, int expert_parallel, double timeout_s);
   const ParallelGroups& groups() const { return groups_; }
   // From a catch block, for an error every rank meets the same way (bad config, wrong P): rank 0
   // rethrows it (one `error:` line), the others finalise MPI and exit 1 in silence.
@@ -34,6 +35,7 @@ class MpiJob {
 
  private:
   MpiSession session_;
+  std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<MpiCollective> world_, expert_, expert_data_;
   ParallelGroups groups_;
 };
