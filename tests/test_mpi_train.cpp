@@ -171,6 +171,18 @@ TEST_P(TrainOverRanks, EqualsOneProcess) {
         EXPECT_NEAR(v.get<double>(), b[i]["aux"][k].get<double>(), 1e-5) << k << " at step " << i + 1;
     }
   }
+  // every record measures every rank: its experts' load, the exchange's bytes (none without EP)
+  for (auto& rec : b) {
+    const auto& ranks = rec.at("ranks");
+    ASSERT_EQ(ranks.at("expert_load").size(), (size_t)P);
+    double load = 0;
+    for (int r = 0; r < P; r++) {
+      load += ranks["expert_load"][r].get<double>();
+      EXPECT_EQ(ranks["exchange_bytes_sent"][r].get<double>() > 0, c.ep > 1) << "rank " << r;
+    }
+    EXPECT_EQ(load > 0, std::string(c.kind) != "dense");
+    EXPECT_GE(ranks.at("expert_load_max_over_mean").get<double>(), 1.0);
+  }
   const double dw = max_weight_difference(checkpoint_resolve(one), s.checkpoint);
   EXPECT_LT(dw, 1e-4);
   std::printf("[ max diff  ] %s over %d ranks (DP %d × EP %d), 4 steps: loss %.2e, grad norm %.2e, weights %.2e\n",

@@ -11,7 +11,7 @@ namespace mohge {
 
 namespace {
 
-int64_t now_ns() {
+int64_t now_ns() {  // a call's identity: when it was armed
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
@@ -48,13 +48,19 @@ Watchdog::Armed::~Armed() {
   if (w_) w_->since_ns_ = 0;
 }
 
+// The wait is counted in the watchdog's own ticks, not read off the clock: a process that was
+// stopped (SIGSTOP, then SIGCONT as mpirun ends the job) has not waited while it was stopped, and
+// must not report a timeout its peers already reported.
 void Watchdog::watch() {
-  const auto tick = std::chrono::milliseconds(100);
+  const double tick_s = 0.1;
   std::unique_lock<std::mutex> lk(mu_);
-  int64_t reported = 0;  // the call already reported (its start time)
-  while (!cv_.wait_for(lk, tick, [&] { return stop_; })) {
+  int64_t seen = 0, reported = 0;  // the armed call (its start time) last seen, and last reported
+  double waited = 0;
+  while (!cv_.wait_for(lk, std::chrono::duration<double>(tick_s), [&] { return stop_; })) {
     const int64_t since = since_ns_;
-    if (since == 0 || since == reported || (now_ns() - since) * 1e-9 < timeout_s_) continue;
+    waited = since != 0 && since == seen ? waited + tick_s : 0;
+    seen = since;
+    if (since == 0 || since == reported || waited < timeout_s_) continue;
     reported = since;
     on_timeout_(fmt::format("rank {} of {}: {} waited more than {} s (parallel.timeout_s) for the other ranks: one "
                             "of them died, hangs or was stopped",

@@ -23,6 +23,9 @@ struct FfnRouting {
   const MoeConfig& config;
   const Routing& last;        // routing of the N tokens of the last forward
   const BalanceStats& step;   // routing counts of every forward since begin_step
+  // Σ over the experts this rank owns of rows processed × width, every forward since begin_step:
+  // the FLOP-proportional load this rank's experts actually carried (expert parallel, issue 9)
+  double step_expert_load = 0;
 };
 
 class Ffn {

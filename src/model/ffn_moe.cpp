@@ -85,6 +85,8 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step, Mode mod
   // experts, on the rows they received; outputs go back to the tokens' ranks
   float* ye = ye_.ensure(be, (size_t)dispatcher_->received_rows() * d);
   experts_.forward(ye, xe_, dispatcher_->expert_rows());
+  for (size_t i = 0; i < experts_.ids().size(); i++)
+    step_expert_load_ += (double)dispatcher_->expert_rows()[i] * m_.expert_widths[experts_.ids()[i]];
   ys_ = dispatcher_->combine(ye);
 
   // combine: out[t] = Σ_j w_j · ys[pos_j] (+ shared expert)

@@ -38,8 +38,10 @@ class MoeFfn : public Ffn {
   double aux_loss() const override { return aux_total_; }
   void aux_terms(std::map<std::string, double>& sum) const override;
   double active_params_per_token() const override;
-  void begin_step() override { step_stats_.reset(m_); }
-  std::optional<FfnRouting> routing() const override { return FfnRouting{m_, routing_, step_stats_}; }
+  void begin_step() override { step_stats_.reset(m_), step_expert_load_ = 0; }
+  std::optional<FfnRouting> routing() const override {
+    return FfnRouting{m_, routing_, step_stats_, step_expert_load_};
+  }
   const ExpertSlots& slots() const { return slots_; }
   const MoeExperts& experts() const { return experts_; }  // the experts this rank owns
 
@@ -62,6 +64,7 @@ class MoeFfn : public Ffn {
   RouterCache cache_;
   BalanceStats step_stats_;
   Collective* batch_group_ = nullptr;
+  double step_expert_load_ = 0;  // FfnRouting::step_expert_load
   double aux_total_ = 0.0;  // aux losses of the last forward
   std::map<std::string, double> aux_terms_;
   // dispatch: send_rows_ [E] rows per slot; assignment j goes to send row pos_[j], which holds

@@ -22,6 +22,7 @@
 #include "model/model_io.h"
 #include "moe/placement.h"
 #include "train/checkpoint.h"
+#include "train/collective_timer.h"
 #include "train/expert_gather.h"
 #include "train/grad_sync.h"
 #include "train/routing_log.h"
@@ -60,6 +61,33 @@ uint64_t training_bytes_lower_bound(const Model& m, int B, int T) {
                  kvd = (uint64_t)c.num_kv_heads * c.head_dim();
   const uint64_t per_layer = N * (5 * d + 2 * qd + 2 * kvd + 2) + (uint64_t)B * c.num_heads * T * T;
   return 4 * (4 * (uint64_t)m.params.total() + c.num_layers * per_layer + N * (2 * d + 1 + c.vocab_size));
+}
+
+// The step's measurements of every rank (collective over world, unmeasured): the FLOP-proportional
+// load its experts carried (Σ rows × width over the MoE layers), the token exchange's bytes to and
+// from other ranks and its seconds, and the seconds in all-reduces; plus max/mean of the load.
+nlohmann::json per_rank_record(Collective& world, const Model& m, const CollectiveTimer& exchange,
+                               double allreduce_s) {
+  const char* names[] = {"expert_load", "exchange_bytes_sent", "exchange_bytes_received", "exchange_s", "allreduce_s"};
+  constexpr int K = std::size(names);
+  const int P = world.size();
+  std::vector<double> v((size_t)P * K, 0.0);
+  double* mine = v.data() + (size_t)world.rank() * K;
+  for (int l = 0; l < m.cfg.num_layers; l++)
+    if (auto r = m.ffn(l).routing()) mine[0] += r->step_expert_load;
+  mine[1] = (double)exchange.bytes_sent, mine[2] = (double)exchange.bytes_received;
+  mine[3] = exchange.seconds, mine[4] = allreduce_s;
+  world.allreduce_sum(v.data(), (int64_t)v.size());
+  nlohmann::json j;
+  for (int k = 0; k < K; k++) {
+    std::vector<double> col(P);
+    for (int r = 0; r < P; r++) col[r] = v[(size_t)r * K + k];
+    j[names[k]] = col;
+  }
+  double most = 0, total = 0;
+  for (int r = 0; r < P; r++) most = std::max(most, v[(size_t)r * K]), total += v[(size_t)r * K];
+  j["expert_load_max_over_mean"] = total > 0 ? most * P / total : 1.0;
+  return j;
 }
 
 }  // namespace
@@ -107,8 +135,16 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const std::string log_path = tc.out_dir + "/log.jsonl";
   ModelConfig mc = rc.model;
   if (par && par->expert) mc.expert_parallel.rank = par->expert->rank();
-  Model model(mc, be, par);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
-  GradientSync sync(model.params, par);
+  // the job's collectives, measured for the step log's per-rank record
+  std::optional<CollectiveTimer> t_world, t_expert, t_expert_data;
+  ParallelGroups timed;
+  if (P > 1) {
+    t_world.emplace(*par->world), t_expert.emplace(*par->expert), t_expert_data.emplace(*par->expert_data);
+    timed = {&*t_world, &*t_expert, &*t_expert_data};
+  }
+  const ParallelGroups* groups = P > 1 ? &timed : nullptr;
+  Model model(mc, be, groups);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
+  GradientSync sync(model.params, groups);
   if (model.params.backend().host_accessible())
     require_memory(training_bytes_lower_bound(model, B, T),
                    fmt::format("training {} parameters with batch {}x{} (weights, gradients, AdamW moments, activations)",
@@ -184,6 +220,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       break;
     }
     auto t0 = std::chrono::steady_clock::now();
+    if (P > 1) t_world->reset(), t_expert->reset(), t_expert_data->reset();
     model.params.zero_grad();
     model.begin_step();
     routing.begin_step();
@@ -224,6 +261,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       last_routing["step"] = st.step;
       rec["routing"] = last_routing;
     }
+    if (P > 1) rec["ranks"] = per_rank_record(*par->world, model, *t_expert, t_world->seconds + t_expert_data->seconds);
     append_log(rec);
 
     const double eta = (tc.steps - st.step) * run_s / (st.step - first_step);
