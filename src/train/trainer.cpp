@@ -105,6 +105,8 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   const bool lead = rank == 0;  // prints, writes the log and the checkpoints
   MOHGE_CHECK(tc.batch_size % P == 0, "train.batch_size = {} does not split over {} ranks", tc.batch_size, P);
   const int B = tc.batch_size / P;
+  MOHGE_CHECK(P == 1 || be.host_accessible(), "run.backend = \"{}\": training over MPI exchanges host memory; "
+              "use the cpu backend", rc.run.backend);
 
   Tokenizer tok = Tokenizer::load(rc.data.tokenizer);
   MOHGE_CHECK(tok.vocab_size() <= rc.model.vocab_size,
