@@ -31,6 +31,7 @@ for p in "${PRECS[@]}"; do
   [[ $p == fp32 || $p == bf16 ]] || { echo "error: PRECISIONS: unknown precision '$p' (fp32 | bf16)" >&2; exit 1; }
 done
 
+scripts/install_deps.sh --bench >&2  # PyTorch on OpenBLAS, as its users run it (torch_bench.py checks)
 if [[ ${BUILD:-0} == 1 ]]; then ninja -C build -j2 mohge bench_train >&2; fi
 for f in "$MOHGE" "$BENCH"; do
   [[ -x $f ]] || { echo "error: $f missing; run: ninja -C build -j2 mohge bench_train" >&2; exit 1; }

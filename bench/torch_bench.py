@@ -366,6 +366,24 @@ def blas_threads():
     return None
 
 
+# Below this fp32 matmul rate per thread PyTorch is running on the reference BLAS (libblas3:
+# ~7 GFLOP/s on the project machine, where OpenBLAS gives ~60 per core): a comparison against it
+# would inflate mohge's ratio ~25x, so it is refused.
+MIN_MATMUL_GFLOPS_PER_THREAD = 20.0
+
+
+def matmul_gflops():
+    """PyTorch's fp32 matmul rate (1024^3, best of 5), GFLOP/s."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 1024**3 / best / 1e9
+
+
 def check_against_reference(cfg, raw, model, inputs, targets, step):
     """First-batch loss and gradients vs tools/torch_ref.py; returns a summary dict."""
     model.zero_grad(set_to_none=True)
@@ -416,6 +434,8 @@ def main():
     ap.add_argument("--no-fuse", action="store_true", help="separate q/k/v and gate/up matmuls")
     ap.add_argument("--no-foreach", action="store_true", help="AdamW(foreach=False)")
     ap.add_argument("--bf16", action="store_true", help="forward under CPU autocast to bfloat16")
+    ap.add_argument("--allow-slow-blas", action="store_true",
+                    help="measure even when PyTorch's matmul rate says it runs on the reference BLAS")
     ap.add_argument("--profile", metavar="N", type=int, default=0,
                     help="print the N most expensive ops (torch.profiler, one extra step) to stderr")
     a = ap.parse_args()
@@ -438,6 +458,13 @@ def main():
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    gemm = matmul_gflops()
+    floor = MIN_MATMUL_GFLOPS_PER_THREAD * torch.get_num_threads()
+    if gemm < floor and not a.check_only and not a.allow_slow_blas:
+        sys.exit(f"error: PyTorch multiplies fp32 matrices at {gemm:.1f} GFLOP/s on {torch.get_num_threads()} "
+                 f"threads (< {floor:.0f}): it runs on the reference BLAS, which no PyTorch user has; install "
+                 "an optimised one (apt-get install libopenblas0-openmp, or scripts/install_deps.sh --bench) "
+                 "or pass --allow-slow-blas")
     torch.manual_seed(a.seed)
     cfg = ref.load_config(os.path.join(a.checkpoint, "config.json"))
     raw, _ = read_safetensors(os.path.join(a.checkpoint, "model.safetensors"))
@@ -501,6 +528,7 @@ def main():
         "torch": torch.__version__,
         "num_threads": torch.get_num_threads(),
         "blas_threads": blas_threads(),
+        "matmul_gflops": gemm,
         "batch": B, "seq_len": T, "steps": a.steps, "warmup": a.warmup,
         "tokens_per_s": B * T * a.steps / secs,
         "seconds_per_step": secs / a.steps,
