@@ -4,7 +4,7 @@
 # Chromium, ...; --bench what bench/run_benchmarks.sh needs: PyTorch on an optimised BLAS)
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libdnnl-dev libsentencepiece-dev
-      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev)
+      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev libcpp-httplib-dev)
 # --test: PyTorch (reference comparison), Chromium (report rendering), clang with libFuzzer and the
 # sanitizer runtimes (scripts/fuzz.sh), Open MPI (multi-rank tests under mpirun)
 if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium clang libclang-rt-14-dev libomp-dev libopenmpi-dev openmpi-bin); fi

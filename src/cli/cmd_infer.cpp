@@ -10,6 +10,7 @@
 #include "core/npy.h"
 #include "core/safetensors.h"
 #include "data/prepared_meta.h"
+#include "data/text_stream.h"
 #include "data/tokenizer.h"
 #include "eval/generate.h"
 #include "model/model_io.h"
@@ -74,17 +75,13 @@ void register_infer_commands(CLI::App& app) {
     if (tok.eos_id() >= 0) prompt.insert(prompt.begin(), tok.eos_id());
     MOHGE_CHECK(!prompt.empty(), "--prompt: empty after tokenization");
     fmt::print("{}", g_prompt);
-    std::vector<int32_t> seen;
-    std::string printed;
+    // decoded after the prompt, whole characters only (data/text_stream.h)
+    TextStream text(tok, prompt);
     generate(*model, prompt, o, [&](int32_t t) {
-      // decode the whole continuation each time: SentencePiece pieces join with context
-      seen.push_back(t);
-      std::string text = tok.decode(seen);
-      fmt::print("{}", text.substr(std::min(printed.size(), text.size())));
+      fmt::print("{}", text.push(t));
       std::fflush(stdout);
-      printed = text;
     });
-    fmt::print("\n");
+    fmt::print("{}\n", text.flush());
   });
 
   // forward

@@ -14,6 +14,7 @@ void register_train_commands(CLI::App& app);  // train
 void register_eval_commands(CLI::App& app);   // eval
 void register_infer_commands(CLI::App& app);  // generate | forward | grad
 void register_analyze_commands(CLI::App& app);  // analyze
+void register_serve_commands(CLI::App& app);    // serve
 void add_action(CLI::App* sub, std::function<void()> action);
 void set_exit_status(int status);  // what the process exits with when the action returns (default 0)
 int run_selected(CLI::App& app);   // the exit status

@@ -1,4 +1,4 @@
-// defines: main — the `mohge` command: data, tokenizer, train, eval, generate, forward, grad
+// defines: main — the `mohge` command: data, tokenizer, train, eval, generate, serve, forward, grad
 // Every subcommand lives in its own cli/cmd_*.cpp and registers itself here. Errors from any layer
 // arrive as mohge::Error and leave as one line on stderr with exit code 1.
 #include <CLI/CLI.hpp>
@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   mohge::register_eval_commands(app);
   mohge::register_infer_commands(app);
   mohge::register_analyze_commands(app);
+  mohge::register_serve_commands(app);
   // CLI11 reports an unknown command word as "A subcommand is required": name it instead
   const CLI::App* cur = &app;
   for (int i = 1; i < argc && argv[i][0] != '-'; i++) {
