@@ -28,6 +28,7 @@ struct State {
   Metrics metrics;
   std::string model_name;
   std::atomic<long> next_id{1};
+  std::atomic<int> in_flight{0};  // completion requests whose response is not yet written
   std::mutex seed_mu;
   std::mt19937_64 seed_rng{std::random_device{}()};
 };
@@ -54,12 +55,21 @@ bool require_ready(State& st, httplib::Response& res) {
   return false;
 }
 
+// Counts a completion request in flight for as long as it lives: the handler's scope, or the
+// stream's content provider (httplib destroys it after the last write). Draining waits for none.
+struct InFlight {
+  explicit InFlight(State& s) : st(s) { st.in_flight++; }
+  ~InFlight() { st.in_flight--; }
+  State& st;
+};
+
 Usage usage_of(const GenerationJob& job) {
   return {(int)job.prompt.size(), job.completion_tokens, job.active_params, job.flops};
 }
 
 void handle_completion(State& st, const httplib::Request& req, httplib::Response& res, bool chat) {
   if (!require_ready(st, res)) return;
+  auto in_flight = std::make_shared<InFlight>(st);
   auto job = std::make_shared<GenerationJob>();
   CompletionRequest r;
   try {
@@ -108,7 +118,7 @@ void handle_completion(State& st, const httplib::Request& req, httplib::Response
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [&st, job, r, id, sent](size_t, httplib::DataSink& sink) {
+      [&st, job, r, id, sent, in_flight](size_t, httplib::DataSink& sink) {
         std::unique_lock lk(job->mu);
         job->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return job->done || job->text.size() > *sent; });
         const std::string piece = job->text.substr(*sent);
@@ -228,7 +238,9 @@ void serve(const ServeOptions& o) {
   while (!interrupt.signal()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   fmt::print(stderr, "mohge serve: {}: draining (up to {} s)\n", signal_name(interrupt.signal()), o.drain_seconds);
   st.scheduler->drain(Clock::now() + std::chrono::milliseconds((int64_t)(o.drain_seconds * 1000)));
-  stop_listener();  // the streams have their last events: each connection ends after writing them
+  // httplib stops writing streams once stopped: let them write their last events first
+  for (int i = 0; i < 500 && st.in_flight > 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stop_listener();
   st.scheduler.reset();
   fmt::print(stderr, "mohge serve: stopped\n");
 }
