@@ -194,6 +194,7 @@ void serve(const ServeOptions& o) {
   // one thread per open connection: every slot and queue place can be waited on at once
   const size_t threads = (size_t)o.max_seqs + (size_t)o.queue + 4;
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_tcp_nodelay(true);  // each streamed token leaves at once, not after the client's delayed ACK
   svr.Post("/v1/completions", [&](const auto& req, auto& res) { handle_completion(st, req, res, false); });
   svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { handle_completion(st, req, res, true); });
   svr.Post("/tokenize", [&](const auto& req, auto& res) { handle_tokenize(st, req, res); });
