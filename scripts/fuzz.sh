@@ -15,7 +15,12 @@ launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOHGE_FUZZ=ON \
   -DBUILD_TESTING=OFF -DMOHGE_BENCH=OFF "${launcher[@]}" >/dev/null
-nice ninja -C build-fuzz -j"$(nproc)" fuzzers >/dev/null
+mkdir -p build-fuzz/logs
+if ! nice ninja -C build-fuzz -j"$(nproc)" fuzzers >build-fuzz/logs/build.log 2>&1; then
+  grep -E 'error|FAILED|undefined reference' build-fuzz/logs/build.log | head -20 >&2
+  echo "error: building the fuzz harnesses failed (build-fuzz/logs/build.log)" >&2
+  exit 1
+fi
 names=("$@")
 if ((${#names[@]} == 0)); then
   for d in fuzz/corpus/*/; do names+=("$(basename "$d")"); done
