@@ -111,9 +111,24 @@ class ThreadCollective : public Collective {
     box_.finish();
     std::copy(got.begin(), got.end(), static_cast<char*>(data));
   }
+  // every block summed (the other blocks too: they are scratch), every block copied from its rank
+  void reduce_scatter_sum(float* data, const int64_t* count) override { sum_posts(data, block_total(count)); }
+  void allgather(float* data, const int64_t* count) override {
+    auto& posts = box_.exchange(rank_, {"allgather", data, nullptr, nullptr, 0});
+    std::vector<float> got(data, data + block_total(count));
+    for (int r = 0, at = 0; r < size(); at += (int)count[r], r++)
+      std::copy_n(static_cast<const float*>(posts[r].send) + at, count[r], got.data() + at);
+    box_.finish();
+    std::copy(got.begin(), got.end(), data);
+  }
   int calls = 0;
 
  private:
+  int64_t block_total(const int64_t* count) const {
+    int64_t n = 0;
+    for (int r = 0; r < size(); r++) n += count[r];
+    return n;
+  }
   // every rank sums the posts in rank order (the same sums everywhere), then writes them back once
   // no peer reads its data any more
   template <class T>

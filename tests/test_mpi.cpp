@@ -97,6 +97,40 @@ TEST(MpiCollective, BroadcastCopiesTheRootsBytes) {
   EXPECT_EQ(s, c.rank() == root ? "from the root" : "from the roxx");  // 11 bytes: the rest untouched
 }
 
+// ZeRO-1's halves of an all-reduce: blocks of different lengths (one empty), in one call and in
+// rounds (pieces of max_message / size elements, at least 1). Rank r contributes v(r, i) to element
+// i: after reduce_scatter_sum its block holds the sums and the other blocks are untouched; after
+// allgather every rank holds every rank's block.
+TEST(MpiCollective, ReduceScatterAndAllgatherOnEveryPath) {
+  for (int64_t max_message : {MpiCollective::kMaxInt, (int64_t)7, (int64_t)1}) {
+    MpiCollective c(MPI_COMM_WORLD, max_message);
+    const int D = c.size(), me = c.rank();
+    std::vector<int64_t> count(D), offset(D, 0);
+    for (int r = 0; r < D; r++) count[r] = (r * 5 + 3) % 7;  // 3, 1, 6, 4, …
+    count[D - 1] = 0;  // the last rank's block is empty
+    for (int r = 1; r < D; r++) offset[r] = offset[r - 1] + count[r - 1];
+    const int64_t n = offset[D - 1] + count[D - 1];
+    auto v = [](int r, int64_t i) { return (float)(1000 * r + i); };
+    std::vector<float> data(n);
+    for (int64_t i = 0; i < n; i++) data[i] = v(me, i);
+    c.reduce_scatter_sum(data.data(), count.data());
+    for (int64_t i = 0; i < n; i++) {
+      const bool mine = i >= offset[me] && i < offset[me] + count[me];
+      float want = v(me, i);
+      if (mine) {
+        want = 0;
+        for (int r = 0; r < D; r++) want += v(r, i);
+      }
+      ASSERT_EQ(data[i], want) << "element " << i << " on rank " << me << ", max_message " << max_message;
+    }
+    for (int64_t i = 0; i < n; i++) data[i] = i >= offset[me] && i < offset[me] + count[me] ? v(me, i) : -1.0f;
+    c.allgather(data.data(), count.data());
+    for (int r = 0; r < D; r++)
+      for (int64_t i = offset[r]; i < offset[r] + count[r]; i++)
+        ASSERT_EQ(data[i], v(r, i)) << "element " << i << " of rank " << r << "'s block, max_message " << max_message;
+  }
+}
+
 // Rank 0 enters an all-reduce 1.5 s late: the other ranks' watchdogs (timeout 0.5 s) report the
 // call, naming their rank, once; rank 0's, which did not wait, reports nothing; the call completes.
 TEST(MpiCollective, WatchdogReportsACallWaitingPastTheTimeout) {

@@ -118,9 +118,9 @@ std::vector<nlohmann::json> step_records(const std::string& out) {
   return v;
 }
 
-// max |a − b| over every tensor of two checkpoints' model.safetensors (same names required)
-double max_weight_difference(const std::string& a, const std::string& b) {
-  auto fa = SafetensorsFile::load(a + "/model.safetensors"), fb = SafetensorsFile::load(b + "/model.safetensors");
+// max |a − b| over every tensor of two checkpoints' `file` (same names required)
+double max_weight_difference(const std::string& a, const std::string& b, const std::string& file = "model.safetensors") {
+  auto fa = SafetensorsFile::load(a + "/" + file), fb = SafetensorsFile::load(b + "/" + file);
   EXPECT_EQ(fa.tensors().size(), fb.tensors().size());
   double worst = 0;
   for (auto& t : fa.tensors()) {
@@ -233,6 +233,109 @@ TEST(TrainOverRanks, CheckpointResumesAtAnotherP) {
     train_run(tiny(sh, saved, "mohge", 1, 2), options(&g, 0, /*resume=*/true));
     MPI_Comm_free(&two);
     if (job.rank() == 0) expect_resumed_like_reference(saved, 2);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// ZeRO-1 (parallel.zero1): the same job with the AdamW moments sharded has the losses, gradient
+// norms, weights and (gathered) moments of the job without, and each rank keeps 1/DP of the
+// moments (1/P of the replicated tensors'). Dense and mohge over DP = P; mohge over DP P/2 × EP 2.
+TEST(ZeroOne, EqualsUnshardedMomentsWithAShareOfTheState) {
+  for (auto [kind, ep] : {std::pair<const char*, int>{"dense", 1}, {"mohge", 1}, {"mohge", 2}}) {
+    MpiJob job;
+    const int P = job.size();
+    job.split(P / ep, ep, 120);
+    const Shared& sh = shared(*job.groups().world);
+    const std::string tag = fmt::format("{}_ep{}_P{}", kind, ep, P);
+    const std::string off = sh.root + "/zero1_off_" + tag, on = sh.root + "/zero1_on_" + tag;
+    train_run(tiny(sh, off, kind, P / ep, ep), options(&job.groups()));
+    TrainSummary s = train_run(tiny(sh, on, kind, P / ep, ep, {"parallel.zero1=true"}), options(&job.groups()));
+    if (job.rank() != 0) continue;
+    SCOPED_TRACE(tag);
+    const auto a = step_records(off), b = step_records(on);
+    ASSERT_EQ(a.size(), 4u);
+    ASSERT_EQ(b.size(), 4u);
+    double dloss = 0, dnorm = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+      dloss = std::max(dloss, std::abs(a[i]["loss"].get<double>() - b[i]["loss"].get<double>()));
+      dnorm = std::max(dnorm, std::abs(a[i]["grad_norm"].get<double>() - b[i]["grad_norm"].get<double>()) /
+                                  a[i]["grad_norm"].get<double>());
+    }
+    EXPECT_LT(dloss, 1e-5);
+    EXPECT_LT(dnorm, 1e-5);
+    const std::string ck_off = checkpoint_resolve(off);
+    const double dw = max_weight_difference(ck_off, s.checkpoint);
+    const double dm = max_weight_difference(ck_off, s.checkpoint, "optimizer.safetensors");
+    EXPECT_LT(dw, 1e-5);
+    EXPECT_LT(dm, 1e-5);
+    // the moments: every rank the same whole set without zero1; with it a shard, together the whole
+    const auto& full = a.back()["ranks"]["optimizer_state_bytes"];
+    const auto& shard = b.back()["ranks"]["optimizer_state_bytes"];
+    double most = 0, whole = 0, total = 0;
+    for (int r = 0; r < P; r++) {
+      most = std::max(most, shard[r].get<double>()), whole = std::max(whole, full[r].get<double>());
+      total += shard[r].get<double>();
+    }
+    const int dp = P / ep;
+    EXPECT_LE(most, whole / dp + 8.0 * 64);  // a block is at most one float larger than 1/DP, per run
+    if (ep == 1) {
+      EXPECT_EQ(total, whole) << "the shards do not cover the moments exactly once";
+    }
+    std::printf("[ zero1     ] %s over %d ranks (DP %d × EP %d), 4 steps: max diff loss %.2e, grad norm (rel) %.2e, "
+                "weights %.2e, moments %.2e; optimizer state per rank %.0f of %.0f bytes (%.3f)\n",
+                kind, P, dp, ep, dloss, dnorm, dw, dm, most, whole, most / whole);
+  }
+}
+
+// Checkpoints do not depend on zero1: a run saved with it resumes without it and the other way
+// round, and a ZeRO-1 checkpoint saved at P resumes in one process and (from P = 4) at P = 2 with
+// zero1, all with the losses of the uninterrupted one-process run.
+TEST(ZeroOne, CheckpointsResumeWithAndWithoutAtAnotherP) {
+  MpiJob job;
+  const int P = job.size(), ep = 2, dp = P / 2;
+  job.split(dp, ep, 120);
+  const ParallelGroups& groups = job.groups();
+  const Shared& sh = shared(*groups.world);
+  const std::string one = sh.root + fmt::format("/zero1_resume_one_P{}", P);
+  if (job.rank() == 0) train_run(tiny(sh, one, "mohge", 1, 1), options(nullptr));
+  const auto reference = job.rank() == 0 ? step_records(one) : std::vector<nlohmann::json>{};
+  auto expect_like_reference = [&](const std::string& dir, const std::string& how) {
+    const auto got = step_records(dir);
+    ASSERT_EQ(got.size(), 4u) << how;
+    double worst = 0;
+    for (size_t i = 0; i < 4; i++) {
+      worst = std::max(worst, std::abs(got[i]["loss"].get<double>() - reference[i]["loss"].get<double>()));
+      EXPECT_NEAR(got[i]["loss"].get<double>(), reference[i]["loss"].get<double>(), 1e-5) << "step " << i + 1 << ", " << how;
+    }
+    std::printf("[ zero1     ] %s: max loss diff to one process %.2e\n", how.c_str(), worst);
+  };
+  const std::string zero1 = "parallel.zero1=true", no_zero1 = "parallel.zero1=false";
+  for (bool saved_with : {true, false}) {
+    const std::string dir = sh.root + fmt::format("/zero1_saved_{}_P{}", saved_with, P);
+    train_run(tiny(sh, dir, "mohge", dp, ep, {saved_with ? zero1 : no_zero1}), options(&groups, /*stop_after=*/2));
+    if (job.rank() == 0 && saved_with) fs::copy(dir, dir + "_copy", fs::copy_options::recursive);
+    MPI_Barrier(MPI_COMM_WORLD);
+    train_run(tiny(sh, dir, "mohge", dp, ep, {saved_with ? no_zero1 : zero1}), options(&groups, 0, /*resume=*/true));
+    if (job.rank() == 0)
+      expect_like_reference(dir, fmt::format("saved at P = {} with zero1 {}, resumed with it {}", P, saved_with ? "on" : "off",
+                                             saved_with ? "off" : "on"));
+  }
+  const std::string saved = sh.root + fmt::format("/zero1_saved_true_P{}_copy", P);
+  if (job.rank() == 0) {
+    fs::copy(saved, saved + "_at1", fs::copy_options::recursive);
+    train_run(tiny(sh, saved + "_at1", "mohge", 1, 1, {zero1}), options(nullptr, 0, /*resume=*/true));
+    expect_like_reference(saved + "_at1", fmt::format("saved at P = {} with zero1, resumed in one process", P));
+  }
+  if (P < 4) return;
+  // saved at DP 2 × EP 2, resumed with zero1 at DP 2 × EP 1: ranks 0 and 1 form the job
+  MPI_Comm two = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, job.rank() < 2 ? 0 : MPI_UNDEFINED, job.rank(), &two);
+  if (two != MPI_COMM_NULL) {
+    MpiCollective w(two), ex(MPI_COMM_SELF), edp(two);
+    const ParallelGroups g2{&w, &ex, &edp};
+    train_run(tiny(sh, saved, "mohge", 2, 1, {zero1}), options(&g2, 0, /*resume=*/true));
+    MPI_Comm_free(&two);
+    if (job.rank() == 0) expect_like_reference(saved, "saved at P = 4 (DP 2 × EP 2) with zero1, resumed at P = 2 (DP 2)");
   }
   MPI_Barrier(MPI_COMM_WORLD);
 }

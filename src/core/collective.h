@@ -1,7 +1,8 @@
 // defines: mohge::Collective — the collective operations of a group of ranks (processes or threads),
 //          mohge::ParallelGroups — the groups one rank of a data × expert parallel job belongs to
 // The transport under the MoE token exchange (moe/dispatcher.h: alltoall, alltoallv) and under
-// data-parallel training (train/grad_sync.h: allreduce of gradients and statistics, broadcast): an
+// data-parallel training (train/grad_sync.h: allreduce of gradients and statistics, broadcast; with
+// ZeRO-1 reduce-scatter of gradients and all-gather of weights): an
 // MPI communicator implements it (dist/mpi_collective.h); tests connect threads through shared
 // memory. Every call is
 // collective: each rank of the group makes the same calls in the same order, including calls in
@@ -31,6 +32,14 @@ class Collective {
   virtual void allreduce_sum(double* data, int64_t n) = 0;
   // MPI_Bcast: `bytes` bytes at data on rank `root` are copied to data on every other rank.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // The two halves of an all-reduce, for ZeRO-1 (train/grad_sync.h). data [Σ count] holds one
+  // block per rank in rank order: count[r] elements (the same [size] counts on every rank) at
+  // Σ_{s<r} count[s].
+  // reduce_scatter_sum (MPI_Reduce_scatter, MPI_SUM): this rank's block becomes the element-wise
+  // sum of that block over the ranks; the other blocks are left as they were.
+  virtual void reduce_scatter_sum(float* data, const int64_t* count) = 0;
+  // allgather (MPI_Allgatherv): every rank's block is copied into the others' data.
+  virtual void allgather(float* data, const int64_t* count) = 0;
 };
 
 // The P = DP × EP ranks of a training job (issue 9, SPEC §5): rank p·EP + q is expert-parallel rank

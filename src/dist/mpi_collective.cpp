@@ -7,6 +7,21 @@
 
 namespace mohge {
 
+namespace {
+
+// Round k of a large collective carries elements [k·M, (k+1)·M) of every rank's block (count[r]
+// elements at offset[r], [size] each): so no count handed to MPI exceeds M. The window of block r
+// starts at[r] elements from the buffer and holds len[r] elements.
+void round_window(int64_t k, int64_t M, const int64_t* count, const int64_t* offset, std::vector<int64_t>& at,
+                  std::vector<int>& len) {
+  for (size_t r = 0; r < at.size(); r++) {
+    const int64_t lo = std::min(count[r], k * M), hi = std::min(count[r], (k + 1) * M);
+    at[r] = offset[r] + lo, len[r] = (int)(hi - lo);
+  }
+}
+
+}  // namespace
+
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialised = 0;
   MPI_Initialized(&initialised);
@@ -72,16 +87,14 @@ void MpiCollective::alltoallv(const float* send, const int64_t* send_count, cons
   rounds = std::max<int64_t>(rounds, 1);  // an empty exchange is still entered by every rank
   std::vector<int64_t> s_at(D), r_at(D);
   std::vector<int> sc(D), rc(D), sd(D), rd(D);
-  // this round's window of every block: start (elements from the buffer) and length
+  // this round's window of every block, and whether they lie within max_span of the first
   auto window = [&](int64_t k, const int64_t* count, const int64_t* offset, std::vector<int64_t>& at,
                     std::vector<int>& len, int64_t& base) {
+    round_window(k, M, count, offset, at, len);
     int64_t top = 0;
     base = INT64_MAX;
-    for (int r = 0; r < D; r++) {
-      const int64_t lo = std::min(count[r], k * M), hi = std::min(count[r], (k + 1) * M);
-      at[r] = offset[r] + lo, len[r] = (int)(hi - lo);
+    for (int r = 0; r < D; r++)
       if (len[r] > 0) base = std::min(base, at[r]), top = std::max(top, at[r] + len[r]);
-    }
     if (base == INT64_MAX) base = 0, top = 0;
     return top - base <= max_span_;
   };
@@ -126,6 +139,53 @@ void MpiCollective::broadcast(void* data, int64_t bytes, int root) {
   char* p = static_cast<char*>(data);
   for (int64_t at = 0; at < bytes; at += max_message_)
     check(MPI_Bcast(p + at, (int)std::min(max_message_, bytes - at), MPI_BYTE, root, comm_), "MPI_Bcast");
+}
+
+// Rounds of reduce_scatter_sum and allgather: the blocks lie end to end; round k takes window k
+// (pieces of max_message / size elements) of every block, so the round's windows packed end to end
+// (packed[r]: where block r's window starts) fit MPI's int counts and displacements. The counts are
+// the same on every rank: so are the rounds.
+template <class F>
+void MpiCollective::blocked_rounds(const int64_t* count, F round) {
+  const int D = size_;
+  const int64_t M = std::max<int64_t>(1, max_message_ / D);
+  std::vector<int64_t> offset(D, 0), at(D);
+  std::vector<int> len(D), packed(D);
+  int64_t most = count[0];
+  for (int r = 1; r < D; r++) offset[r] = offset[r - 1] + count[r - 1], most = std::max(most, count[r]);
+  for (int64_t k = 0; k * M < most; k++) {
+    round_window(k, M, count, offset.data(), at, len);
+    for (int r = 1; r < D; r++) packed[r] = packed[r - 1] + len[r - 1];
+    round(at, len, packed, (int64_t)packed[D - 1] + len[D - 1]);
+  }
+}
+
+// MPI forbids the result block inside the send buffer: each round's windows are sent packed.
+void MpiCollective::reduce_scatter_sum(float* data, const int64_t* count) {
+  Watchdog::Armed armed(watchdog_, "MPI_Reduce_scatter");
+  std::vector<float> send;
+  blocked_rounds(count, [&](const std::vector<int64_t>& at, const std::vector<int>& len,
+                            const std::vector<int>& packed, int64_t total) {
+    send.resize(total);
+    for (int r = 0; r < size_; r++) std::copy_n(data + at[r], len[r], send.data() + packed[r]);
+    check(MPI_Reduce_scatter(send.data(), data + at[rank_], len.data(), MPI_FLOAT, MPI_SUM, comm_),
+          "MPI_Reduce_scatter");
+  });
+}
+
+void MpiCollective::allgather(float* data, const int64_t* count) {
+  Watchdog::Armed armed(watchdog_, "MPI_Allgatherv");
+  std::vector<float> all;
+  blocked_rounds(count, [&](const std::vector<int64_t>& at, const std::vector<int>& len,
+                            const std::vector<int>& packed, int64_t total) {
+    all.resize(total);
+    std::copy_n(data + at[rank_], len[rank_], all.data() + packed[rank_]);
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all.data(), len.data(), packed.data(), MPI_FLOAT,
+                         comm_),
+          "MPI_Allgatherv");
+    for (int r = 0; r < size_; r++)
+      if (r != rank_) std::copy_n(all.data() + packed[r], len[r], data + at[r]);
+  });
 }
 
 }  // namespace mohge

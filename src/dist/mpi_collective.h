@@ -35,7 +35,7 @@ class MpiCollective final : public Collective {
   // comm: the group (duplicated, so our collectives never match a caller's messages). Errors
   // return codes instead of aborting, and become mohge::Error naming the call and rank.
   // max_message: the most elements one MPI call carries to one peer; larger exchanges (and
-  // all-reduces, broadcasts) are split into rounds. max_span: the widest range of displacements one MPI_Alltoallv call may address
+  // all-reduces, broadcasts, reduce-scatters and all-gathers) are split into rounds. max_span: the widest range of displacements one MPI_Alltoallv call may address
   // from its base pointer; a round whose blocks spread wider goes peer by peer (MPI_Sendrecv).
   // MPI counts and displacements are ints, so both default to INT_MAX elements (8 GiB of floats);
   // tests lower them to exercise both paths on small messages.
@@ -55,6 +55,8 @@ class MpiCollective final : public Collective {
   void allreduce_sum(float* data, int64_t n) override;
   void allreduce_sum(double* data, int64_t n) override;
   void broadcast(void* data, int64_t bytes, int root) override;
+  void reduce_scatter_sum(float* data, const int64_t* count) override;
+  void allgather(float* data, const int64_t* count) override;
 
   static constexpr int64_t kMaxInt = 2147483647;
 
@@ -62,6 +64,9 @@ class MpiCollective final : public Collective {
   void check(int err, const char* call) const;
   // MPI_Allreduce(MPI_SUM) of n values of `type` in pieces of at most max_message elements
   void allreduce_pieces(void* data, int64_t n, MPI_Datatype type, size_t elem_bytes);
+  // calls round(at, len, packed, total) for each round of a blocked collective (see the .cpp)
+  template <class F>
+  void blocked_rounds(const int64_t* count, F round);
   MPI_Comm comm_ = MPI_COMM_NULL;
   int size_ = 1, rank_ = 0;
   int64_t max_message_, max_span_;

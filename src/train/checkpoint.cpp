@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -25,6 +26,7 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
   // leftovers of saves killed midway are incomplete by construction
   for (auto& e : fs::directory_iterator(root))
     if (e.path().filename().string().rfind(".tmp_", 0) == 0) fs::remove_all(e.path());
+  MOHGE_CHECK(opt.whole(), "checkpoint_save: the optimizer holds a shard of the moments (gather them first)");
   fs::create_directories(tmp);
   model_save(tmp.string(), m);
   std::vector<TensorView> ts;
@@ -53,10 +55,12 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
 
 void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st) {
   auto f = SafetensorsFile::load(dir + "/optimizer.safetensors");
+  std::vector<float> m_full(m.params.total(), 0.0f), v_full(m.params.total(), 0.0f);  // the files hold whole moments
   for (auto& p : m.params.infos()) {
-    opt.m.upload(f.f32("m." + p.name, p.shape), p.numel, p.offset);
-    opt.v.upload(f.f32("v." + p.name, p.shape), p.numel, p.offset);
+    std::copy_n(f.f32("m." + p.name, p.shape), p.numel, m_full.data() + p.offset);
+    std::copy_n(f.f32("v." + p.name, p.shape), p.numel, v_full.data() + p.offset);
   }
+  opt.load_moments(m_full.data(), v_full.data());  // the ranges opt owns (ZeRO-1: this rank's shard)
   std::string path = dir + "/trainer_state.json";
   st = trainer_state_parse(read_file_text(path), path);
   const std::string name = fs::path(dir).filename().string();

@@ -23,7 +23,8 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
                             const TrainerState& st, const std::string& tokenizer_bytes,
                             const std::string& run_toml, int keep,
                             const nlohmann::json& routing = nullptr);
-// Restores optimizer moments and trainer state from a checkpoint dir into opt/st. The state's step
+// opt must hold whole moments (AdamW::whole; a ZeRO-1 run gathers them first).
+// Restores optimizer moments (the ranges opt owns) and trainer state from a checkpoint dir into opt/st. The state's step
 // must be the one the directory is named after (step_00000200 holds step 200).
 void checkpoint_load_training(const std::string& dir, const Model& m, AdamW& opt, TrainerState& st);
 

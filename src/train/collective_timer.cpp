@@ -37,4 +37,19 @@ void CollectiveTimer::broadcast(void* data, int64_t bytes, int root) {
   timed([&] { inner_.broadcast(data, bytes, root); });
 }
 
+void CollectiveTimer::reduce_scatter_sum(float* data, const int64_t* count) {
+  count_others(count);
+  timed([&] { inner_.reduce_scatter_sum(data, count); });
+}
+
+void CollectiveTimer::allgather(float* data, const int64_t* count) {
+  count_others(count);
+  timed([&] { inner_.allgather(data, count); });
+}
+
+void CollectiveTimer::count_others(const int64_t* count) {
+  for (int r = 0; r < size(); r++)
+    if (r != rank()) bytes_sent += count[r] * 4, bytes_received += count[r] * 4;
+}
+
 }  // namespace mohge

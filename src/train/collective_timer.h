@@ -19,9 +19,12 @@ class CollectiveTimer final : public Collective {
   void allreduce_sum(float* data, int64_t n) override;
   void allreduce_sum(double* data, int64_t n) override;
   void broadcast(void* data, int64_t bytes, int root) override;
+  void reduce_scatter_sum(float* data, const int64_t* count) override;
+  void allgather(float* data, const int64_t* count) override;
 
   // since the last reset: seconds inside calls; payload bytes to / from other ranks (alltoallv's rows;
-  // an all-reduce counts its own data both ways)
+  // an all-reduce counts its own data both ways; a reduce-scatter or all-gather the other ranks'
+  // blocks both ways)
   double seconds = 0;
   int64_t bytes_sent = 0, bytes_received = 0;
   void reset() { seconds = 0, bytes_sent = 0, bytes_received = 0; }
@@ -29,6 +32,7 @@ class CollectiveTimer final : public Collective {
  private:
   template <class F>
   void timed(F call);
+  void count_others(const int64_t* count);  // the bytes of the other ranks' blocks, both ways
   Collective& inner_;
 };
 

@@ -95,7 +95,7 @@ static const ConfigSchema<ParallelConfig>& parallel_schema() {
            "ranks each MoE layer's experts are split over (EP; divides moe.num_experts)"},
           {"placement", &P::placement, one_of({"auto", "contiguous", "pairing", "all_size"}),
            "expert → rank placement (SPEC §5); auto: all_size for mohge, pairing for hmoe, contiguous for moe"},
-          {"zero1", &P::zero1, {}, "shard the AdamW moments over the data-parallel ranks (ZeRO stage 1; not implemented yet: true is an error)"},
+          {"zero1", &P::zero1, {}, "ZeRO-1: shard the AdamW moments over the ranks holding each weight (replicated weights over all P, experts over their DP ranks); gradients are reduce-scattered, updated weights all-gathered; checkpoints unchanged"},
           {"timeout_s", &P::timeout_s, closed(1, 86400),
            "seconds a rank waits in a collective before the job fails, naming the rank"},
       }};
@@ -122,8 +122,6 @@ RunConfig run_config_read(const std::string& path, const std::vector<std::string
   rc.train.threads = rc.run.threads;
   parallel_schema().read_section(doc.section("parallel"), rc.parallel, doc.source());
   const ParallelConfig& par = rc.parallel;
-  MOHGE_CHECK(!par.zero1, "parallel.zero1 = true: sharding the optimizer state is not implemented yet (every rank "
-              "keeps the full AdamW moments)");
   MOHGE_CHECK(rc.train.batch_size % par.world() == 0,
               "train.batch_size = {} must be divisible by the {} ranks of parallel.data_parallel × "
               "parallel.expert_parallel = {} × {} (each rank takes an equal share)",

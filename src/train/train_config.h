@@ -57,7 +57,7 @@ struct ParallelConfig {
   int data_parallel = 1;         // DP: replicas of each expert (expert-data-parallel group size)
   int expert_parallel = 1;       // EP: ranks a layer's experts are split over
   std::string placement = "auto";  // auto (the layout's own: moe/expert_parallel.h) | a PlacementPolicy
-  bool zero1 = false;            // shard the AdamW moments over the data-parallel ranks (not yet: an error)
+  bool zero1 = false;            // ZeRO-1: AdamW moments sharded over the ranks holding each weight
   double timeout_s = 300;        // a collective waiting longer fails the job, naming the rank
   int world() const { return data_parallel * expert_parallel; }
 };

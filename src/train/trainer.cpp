@@ -53,22 +53,25 @@ void truncate_log(const std::string& path, int64_t step) {
   write_file_atomic(path, kept);
 }
 
-// Bytes training certainly needs: fp32 weights, gradients and two AdamW moments, plus the forward
-// activations Model::ensure_acts keeps for a BxT batch (the FFN's own buffers come on top).
-uint64_t training_bytes_lower_bound(const Model& m, int B, int T) {
+// Bytes training certainly needs: fp32 weights, gradients and the AdamW moments (moment_floats:
+// 2 per weight, fewer with ZeRO-1), plus the forward activations Model::ensure_acts keeps for a
+// BxT batch (the FFN's own buffers come on top).
+uint64_t training_bytes_lower_bound(const Model& m, uint64_t moment_floats, int B, int T) {
   const ModelConfig& c = m.cfg;
   const uint64_t N = (uint64_t)B * T, d = c.hidden_size, qd = (uint64_t)c.num_heads * c.head_dim(),
                  kvd = (uint64_t)c.num_kv_heads * c.head_dim();
   const uint64_t per_layer = N * (5 * d + 2 * qd + 2 * kvd + 2) + (uint64_t)B * c.num_heads * T * T;
-  return 4 * (4 * (uint64_t)m.params.total() + c.num_layers * per_layer + N * (2 * d + 1 + c.vocab_size));
+  return 4 * (2 * (uint64_t)m.params.total() + moment_floats + c.num_layers * per_layer + N * (2 * d + 1 + c.vocab_size));
 }
 
 // The step's measurements of every rank (collective over world, unmeasured): the FLOP-proportional
 // load its experts carried (Σ rows × width over the MoE layers), the token exchange's bytes to and
-// from other ranks and its seconds, and the seconds in all-reduces; plus max/mean of the load.
+// from other ranks and its seconds, the seconds in the gradient collectives (all-reduces; with
+// ZeRO-1 reduce-scatters and all-gathers) and the bytes of its AdamW moments; plus max/mean of the load.
 nlohmann::json per_rank_record(Collective& world, const Model& m, const CollectiveTimer& exchange,
-                               double allreduce_s) {
-  const char* names[] = {"expert_load", "exchange_bytes_sent", "exchange_bytes_received", "exchange_s", "allreduce_s"};
+                               double allreduce_s, int64_t optimizer_state_bytes) {
+  const char* names[] = {"expert_load", "exchange_bytes_sent", "exchange_bytes_received", "exchange_s", "allreduce_s",
+                         "optimizer_state_bytes"};
   constexpr int K = std::size(names);
   const int P = world.size();
   std::vector<double> v((size_t)P * K, 0.0);
@@ -76,7 +79,7 @@ nlohmann::json per_rank_record(Collective& world, const Model& m, const Collecti
   for (int l = 0; l < m.cfg.num_layers; l++)
     if (auto r = m.ffn(l).routing()) mine[0] += r->step_expert_load;
   mine[1] = (double)exchange.bytes_sent, mine[2] = (double)exchange.bytes_received;
-  mine[3] = exchange.seconds, mine[4] = allreduce_s;
+  mine[3] = exchange.seconds, mine[4] = allreduce_s, mine[5] = (double)optimizer_state_bytes;
   world.allreduce_sum(v.data(), (int64_t)v.size());
   nlohmann::json j;
   for (int k = 0; k < K; k++) {
@@ -146,12 +149,15 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   }
   const ParallelGroups* groups = P > 1 ? &timed : nullptr;
   Model model(mc, be, groups);  // refuses weights + gradients that exceed the memory (ParamTable::allocate)
-  GradientSync sync(model.params, groups);
+  GradientSync sync(model.params, groups, rc.parallel.zero1);
+  const std::vector<ParamRange> owned = sync.owned();
+  uint64_t moment_floats = 0;
+  for (const ParamRange& r : owned) moment_floats += 2 * (uint64_t)(r.end - r.begin);
   if (model.params.backend().host_accessible())
-    require_memory(training_bytes_lower_bound(model, B, T),
+    require_memory(training_bytes_lower_bound(model, moment_floats, B, T),
                    fmt::format("training {} parameters with batch {}x{} (weights, gradients, AdamW moments, activations)",
                                model.params.count(), B, T));
-  AdamW adamw(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay, tc.decay_norms_and_embeddings});
+  AdamW adamw(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay, tc.decay_norms_and_embeddings}, owned);
   TrainerState st;
   st.loader = train_loader.state();
   const bool resumed = opt.resume && fs::exists(fs::path(tc.out_dir) / "checkpoints");
@@ -201,12 +207,15 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   nlohmann::json last_routing;  // routing metrics of the last step, stored with checkpoints
   auto save = [&] {
     st.loader = train_loader.state();
-    // expert parallel: EP group 0 gathers every expert on rank 0 (the other groups hold replicas),
-    // so the files are those of one process whatever P is
+    // ZeRO-1: every rank's moments gathered first; expert parallel: EP group 0 gathers every expert
+    // on rank 0 (the other groups hold replicas). So the files are those of one process whatever P is.
+    std::optional<AdamW> gathered;
+    if (sync.sharded()) gathered.emplace(sync.gather_moments(model.params, adamw));
+    const AdamW& whole = gathered ? *gathered : adamw;
     FullModel full;
-    if (mc.expert_parallel.size > 1 && rank < mc.expert_parallel.size) full = gather_experts(model, adamw, *par->expert);
+    if (mc.expert_parallel.size > 1 && rank < mc.expert_parallel.size) full = gather_experts(model, whole, *par->expert);
     if (lead)
-      sum.checkpoint = checkpoint_save(tc.out_dir, full.model ? *full.model : model, full.opt ? *full.opt : adamw, st,
+      sum.checkpoint = checkpoint_save(tc.out_dir, full.model ? *full.model : model, full.opt ? *full.opt : whole, st,
                                        tok.serialized(), rc.toml, tc.keep_checkpoints, last_routing);
   };
   auto evaluate = [&] {
@@ -236,7 +245,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       routing.add_micro_batch();
       model.backward(ctx, 1.0f / ((float)tc.grad_accum * P));
     }
-    sync.allreduce(model.params);
+    sync.reduce(model.params);
     const double norm = sync.global_norm(model.params);
     lm = sync.mean(lm), aux = sync.mean(aux);
     sync.mean(aux_terms);
@@ -244,6 +253,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
                 "training diverged at step {} (loss {}, grad norm {}): lower train.lr", st.step, lm, norm);
     const double lr = lr_schedule(st.step, tc.steps, tc.warmup_steps, tc.lr, tc.min_lr);
     adamw.step(model.params, lr, st.step + 1, grad_clip_factor(norm, tc.grad_clip));
+    sync.share_weights(model.params);
     st.step++;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.tokens += tokens_per_step;
@@ -263,7 +273,9 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
       last_routing["step"] = st.step;
       rec["routing"] = last_routing;
     }
-    if (P > 1) rec["ranks"] = per_rank_record(*par->world, model, *t_expert, t_world->seconds + t_expert_data->seconds);
+    if (P > 1)
+      rec["ranks"] = per_rank_record(*par->world, model, *t_expert, t_world->seconds + t_expert_data->seconds,
+                                     adamw.state_bytes());
     append_log(rec);
 
     const double eta = (tc.steps - st.step) * run_s / (st.step - first_step);
