@@ -3,6 +3,7 @@
 // data loader (determinism, resume, eval coverage), plus the corpus text cleaners.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -606,14 +607,28 @@ TEST(DataLoader, EvalPartialBatchAndRanks) {
   EXPECT_EQ(in[3 * T - 1], 989);  // last window covered: inputs 960..989
   EXPECT_EQ(tg[3 * T - 1], 990);
 
-  // two ranks split the batches: together they cover every window exactly once
+  // two ranks split each global batch of 2·B windows like a training batch (rank r: rows r·B..):
+  // together they cover every window exactly once, in the same number of calls; the last global
+  // batch (3 windows) is rank 0's alone, and rank 1 gets a call with no rows
   std::multiset<int32_t> seen;
   uint64_t tokens = 0;
+  DataLoader one(shard, 2 * B, T, 0);
+  std::vector<int32_t> one_in(2 * B * T), one_tg(2 * B * T);
   for (int r = 0; r < 2; r++) {
     DataLoader d(shard, B, T, 0, r, 2);
+    EXPECT_EQ(d.eval_batches(true), 13u);
     tokens += d.eval_tokens_covered(true);
-    while (d.next_eval_batch(in.data(), tg.data(), &rows))
+    one.reset();
+    int calls = 0, one_rows = 0;
+    while (d.next_eval_batch(in.data(), tg.data(), &rows)) {
+      calls++;
+      ASSERT_TRUE(one.next_eval_batch(one_in.data(), one_tg.data(), &one_rows));
+      EXPECT_EQ(rows, std::clamp(one_rows - r * B, 0, B)) << "rank " << r << " call " << calls;
+      for (int i = 0; i < rows * T; i++) ASSERT_EQ(in[i], one_in[r * B * T + i]) << "rank " << r << " call " << calls;
       for (int i = 0; i < rows; i++) seen.insert(in[i * T]);
+    }
+    EXPECT_EQ(calls, 13) << "rank " << r;
+    EXPECT_EQ(rows, 0);
   }
   EXPECT_EQ(seen.size(), 99u);
   EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()).size(), 99u);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/safetensors.h"
+#include "data/dataloader.h"
 #include "dist/mpi_job.h"
 #include "eval/eval_loss.h"
 #include "model/model_io.h"
@@ -235,6 +236,48 @@ TEST(TrainOverRanks, CheckpointResumesAtAnotherP) {
     if (job.rank() == 0) expect_resumed_like_reference(saved, 2);
   }
   MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// Validation split over the ranks (each scores its rows of every global batch, the sums all-reduced)
+// gives one process's val_loss: over the whole validation shard, whose last global batch is partial
+// (ranks past its last window run one uncounted forward, so the expert-parallel exchange is entered
+// by all), for dense over DP = P and mohge over EP = P.
+TEST(ValidationOverRanks, EqualsOneProcess) {
+  for (auto [kind, ep] : {std::pair<const char*, int>{"dense", 1}, {"mohge", 0}}) {
+    MpiJob job;
+    const int P = job.size();
+    if (ep == 0) ep = P;
+    job.split(P / ep, ep, 120);
+    const Shared& sh = shared(*job.groups().world);
+    const std::string tag = fmt::format("{}_ep{}_P{}", kind, ep, P);
+    const std::string one = sh.root + "/val_one_" + tag, many = sh.root + "/val_many_" + tag;
+    // the whole shard, in windows of 12 tokens: 138 or 139, the last global batch of 8 partial
+    const std::vector<std::string> eval = {"train.eval_every=2", "train.eval_batches=1000", "train.seq_len=12"};
+    if (job.rank() == 0) train_run(tiny(sh, one, kind, 1, 1, eval), options(nullptr));
+    train_run(tiny(sh, many, kind, P / ep, ep, eval), options(&job.groups()));
+    if (job.rank() != 0) continue;
+    auto val_records = [](const std::string& out) {
+      std::vector<nlohmann::json> v;
+      std::ifstream in(out + "/log.jsonl");
+      std::string line;
+      while (std::getline(in, line))
+        if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) v.push_back(j);
+      return v;
+    };
+    const auto a = val_records(one), b = val_records(many);
+    ASSERT_EQ(a.size(), 2u);
+    ASSERT_EQ(b.size(), 2u);
+    const uint64_t windows = DataLoader(sh.data_dir + "/val.bin", 8, 12, 0).eval_windows();
+    EXPECT_NE(windows % 8, 0u) << "the validation shard should end in a partial global batch";
+    double worst = 0;
+    for (size_t i = 0; i < 2; i++) {
+      EXPECT_EQ(a[i]["val_tokens"], b[i]["val_tokens"]);
+      worst = std::max(worst, std::abs(a[i]["val_loss"].get<double>() - b[i]["val_loss"].get<double>()));
+      EXPECT_NEAR(a[i]["val_loss"].get<double>(), b[i]["val_loss"].get<double>(), 1e-5) << "evaluation " << i;
+    }
+    std::printf("[ max diff  ] validation of %s over %d ranks (DP %d × EP %d), %llu windows (last batch %llu): val_loss %.2e\n",
+                kind, P, P / ep, ep, (unsigned long long)windows, (unsigned long long)(windows % 8), worst);
+  }
 }
 
 // ZeRO-1 (parallel.zero1): the same job with the AdamW moments sharded has the losses, gradient

@@ -1,6 +1,7 @@
 // defines: DataLoader
 #include "data/dataloader.h"
 
+#include <algorithm>
 #include <random>
 
 #include "core/error.h"
@@ -31,7 +32,6 @@ DataLoader::DataLoader(std::shared_ptr<const TokenShard> shard, int B, int T, ui
               "window",
               shard_->path(), shard_->size(), static_cast<uint64_t>(T) + 1);
   row_.resize(static_cast<size_t>(T) + 1);
-  eval_batch_ = static_cast<uint64_t>(rank_);
 }
 
 DataLoader::DataLoader(const std::string& shard_path, int B, int T, uint64_t seed, int rank,
@@ -58,36 +58,32 @@ void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
   batches_++;
 }
 
+// this rank's windows of global batch b: [first, first + n)
+std::pair<uint64_t, uint64_t> DataLoader::eval_rows(uint64_t b) const {
+  const uint64_t first = (b * world_ + rank_) * B_, windows = eval_windows();
+  return {first, first < windows ? std::min<uint64_t>(B_, windows - first) : 0};
+}
+
 bool DataLoader::next_eval_batch(int32_t* inputs, int32_t* targets, int* rows) {
-  const uint64_t windows = eval_windows(), full = windows / B_, rem = windows % B_;
-  const uint64_t b = eval_batch_;
-  uint64_t n = 0;
-  if (b < full) n = static_cast<uint64_t>(B_);
-  else if (b == full && rem > 0 && rows != nullptr) n = rem;
+  const uint64_t global = static_cast<uint64_t>(B_) * world_;
+  const uint64_t start = eval_batch_ * global, windows = eval_windows();
+  const bool exists = start < windows && (rows != nullptr || start + global <= windows);
+  const auto [first, n] = exists ? eval_rows(eval_batch_) : std::pair<uint64_t, uint64_t>{0, 0};
   if (rows) *rows = static_cast<int>(n);
-  if (n == 0) return false;
-  for (uint64_t i = 0; i < n; i++) {
-    uint64_t w = b * B_ + i;
-    fill_row(w * T_, inputs + i * T_, targets + i * T_);
-  }
-  eval_batch_ += static_cast<uint64_t>(world_);
+  if (!exists) return false;
+  for (uint64_t i = 0; i < n; i++) fill_row((first + i) * T_, inputs + i * T_, targets + i * T_);
+  eval_batch_++;
   return true;
 }
 
 uint64_t DataLoader::eval_batches(bool include_partial) const {
-  const uint64_t windows = eval_windows();
-  const uint64_t total = windows / B_ + (include_partial && windows % B_ ? 1 : 0);
-  const uint64_t r = static_cast<uint64_t>(rank_), w = static_cast<uint64_t>(world_);
-  return total > r ? (total - r + w - 1) / w : 0;
+  const uint64_t windows = eval_windows(), global = static_cast<uint64_t>(B_) * world_;
+  return windows / global + (include_partial && windows % global ? 1 : 0);
 }
 
 uint64_t DataLoader::eval_tokens_covered(bool include_partial) const {
-  const uint64_t windows = eval_windows(), full = windows / B_, rem = windows % B_;
-  const uint64_t n = eval_batches(include_partial);
-  uint64_t tokens = n * B_ * T_;
-  // the partial batch (index `full`) is on this rank iff it is this rank's last batch
-  if (include_partial && rem > 0 && n > 0 && rank_ + (n - 1) * world_ == full)
-    tokens -= (B_ - rem) * T_;
+  uint64_t tokens = 0;
+  for (uint64_t b = 0, n = eval_batches(include_partial); b < n; b++) tokens += eval_rows(b).second * T_;
   return tokens;
 }
 

@@ -1,5 +1,6 @@
 #include "eval/eval_loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -17,12 +18,16 @@ EvalResult evaluate_loss(const Model& model, DataLoader& loader, uint64_t max_ba
   int rows = 0;
   loader.reset();
   while ((max_batches == 0 || r.batches < max_batches) && loader.next_eval_batch(in.data(), tg.data(), &rows)) {
-    sum += model.forward(ctx, in.data(), tg.data(), rows, T) * rows * T;
-    r.tokens += (uint64_t)rows * T;
     r.batches++;
+    // A rank with no rows in the last global batch still runs one forward (whatever its buffers
+    // hold), not counted: over expert-parallel ranks every forward is a collective exchange.
+    const double loss = model.forward(ctx, in.data(), tg.data(), std::max(rows, 1), T);
+    sum += loss * rows * T;
+    r.tokens += (uint64_t)rows * T;
   }
-  MOHGE_CHECK(r.tokens > 0, "evaluation data has no complete window of {} tokens", T + 1);
-  r.loss = require_finite(sum / (double)r.tokens, "the validation loss");  // never "loss": null
+  MOHGE_CHECK(r.batches > 0, "evaluation data has no complete window of {} tokens", T + 1);
+  // a rank of a job may have no windows at all (fewer windows than ranks): its share is empty
+  r.loss = r.tokens ? require_finite(sum / (double)r.tokens, "the validation loss") : 0.0;  // never "loss": null
   r.perplexity = std::exp(r.loss);
   return r;
 }

@@ -12,7 +12,9 @@ struct EvalResult {
   uint64_t batches = 0;
 };
 
-// Scores up to max_batches batches (0 = the whole shard) from the start of the shard.
+// Scores up to max_batches batches (0 = the whole shard) from the start of the shard. A loader of
+// rank r of a job scores that rank's windows of each global batch (data/dataloader.h); the job's
+// loss is Σ loss·tokens / Σ tokens over its ranks (tokens may be 0 on a rank, then loss is 0).
 EvalResult evaluate_loss(const Model& model, DataLoader& loader, uint64_t max_batches);
 
 }  // namespace mohge

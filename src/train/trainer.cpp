@@ -119,7 +119,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   auto val_shard = std::make_shared<TokenShard>(rc.data.dir + "/val.bin");
   for (auto* s : {train_shard.get(), val_shard.get()}) check_tokenizer_matches_shard(tok, rc.data.tokenizer, *s);
   DataLoader train_loader(train_shard, B, T, tc.seed, rank, P);
-  DataLoader val_loader(val_shard, tc.batch_size, T, tc.seed);  // every rank: the same windows
+  DataLoader val_loader(val_shard, B, T, tc.seed, rank, P);  // this rank's rows of each global batch
 
   if (rc.model.ffn_kind == FfnKind::mohge) {  // all_size must balance the reported device count
     const MoeConfig& m = rc.model.moe;
@@ -220,6 +220,11 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   };
   auto evaluate = [&] {
     ValLoss r = opt.validate(model, val_loader, tc.eval_batches);
+    if (P > 1) {  // the global batches' mean: Σ loss·tokens / Σ tokens over the ranks
+      const double tokens = sync.mean((double)r.tokens);
+      r.loss = sync.mean(r.loss * (double)r.tokens) / tokens;
+      r.tokens = (uint64_t)std::llround(tokens * P);
+    }
     sum.val_loss = r.loss;
     append_log({{"step", st.step}, {"val_loss", r.loss}, {"val_ppl", std::exp(r.loss)}, {"val_tokens", r.tokens}});
     return r;
