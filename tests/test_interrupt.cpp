@@ -249,6 +249,37 @@ TEST(RunDirectory, ResumingWithALogThatCannotBeWrittenIsAnError) {
   EXPECT_EQ(r.err, "error: cannot write " + run + "/log.jsonl: No space left on device\n");
 }
 
+// A checkpoint write that fails midway (here: a file-size limit between the sizes of
+// model.safetensors and optimizer.safetensors, with SIGXFSZ ignored so that write() fails with
+// EFBIG, as on a full disk or quota) is one error line; the previous checkpoint stays intact, no
+// partial directory is left, and the run resumes from it.
+TEST(RunDirectory, ACheckpointThatCannotBeWrittenIsAnErrorAndKeepsTheLastOne) {
+  TmpDir d;
+  const std::string run = d / "run";
+  ASSERT_EQ(test::run_mohge(train_args(run) + " --set train.steps=2", 120).rc, 0);
+  const std::string ck2 = checkpoint_of_step(run, 2);
+  const auto model_size = fs::file_size(ck2 + "/model.safetensors");
+  const auto opt_size = fs::file_size(ck2 + "/optimizer.safetensors");
+  ASSERT_LT(model_size + 4096, opt_size);
+  const std::string model_bytes = read_file_text(ck2 + "/model.safetensors");
+  const std::string opt_bytes = read_file_text(ck2 + "/optimizer.safetensors");
+  // dash's ulimit -f counts 512-byte blocks
+  const std::string limit = fmt::format("trap '' XFSZ; ulimit -f {}; ", (model_size + opt_size) / 2 / 512);
+  test::CommandResult r = test::run_command(limit + "exec " + q(MOHGE_BINARY) + " " + train_args(run) +
+                                            " --set train.steps=4 --resume");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  const std::string tmp = run + "/checkpoints/.tmp_step_00000004";
+  EXPECT_EQ(r.err, "error: cannot write " + tmp + "/optimizer.safetensors: File too large\n");
+  EXPECT_EQ(r.out.find("trained"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_FALSE(fs::exists(checkpoint_of_step(run, 4)));
+  EXPECT_EQ(read_file_text(ck2 + "/model.safetensors"), model_bytes);
+  EXPECT_EQ(read_file_text(ck2 + "/optimizer.safetensors"), opt_bytes);
+  r = test::run_mohge(train_args(run) + " --set train.steps=4 --resume", 120);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(checkpoint_of_step(run, 4) + "/optimizer.safetensors"));
+}
+
 // ---------------------------------------------------------------------------- signal component
 // Inside an InterruptScope the first signal is recorded for polling, and the process goes on.
 TEST(Signals, AnInterruptScopeRecordsTheFirstSignal) {

@@ -57,27 +57,30 @@ const Env& env() {
 }
 
 // `mohge serve` as a child process on a free port; SIGKILLed by the destructor if still running.
+// The constructor returns once the server listens and, unless !wait_ready, answers /health 200.
 class ServerProcess {
  public:
-  explicit ServerProcess(const std::string& args) : log_(std::make_unique<test::TmpDir>()) {
+  explicit ServerProcess(const std::string& args, const std::string& checkpoint = env().ck, bool wait_ready = true)
+      : log_(std::make_unique<test::TmpDir>()) {
     const std::string out = *log_ / "out.txt";
     pid_ = fork();
     if (pid_ == 0) {
       setenv("OMP_NUM_THREADS", "1", 1);
       const std::string cmd = fmt::format("exec {} serve --checkpoint {} --port 0 {} >{} 2>&1",
-                                          test::shell_quote(MOHGE_BINARY), test::shell_quote(env().ck), args,
+                                          test::shell_quote(MOHGE_BINARY), test::shell_quote(checkpoint), args,
                                           test::shell_quote(out));
       execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
       _exit(127);
     }
     const std::regex listening("listening on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 600 && port_ == 0; i++) {
+    for (int i = 0; i < 30000 && port_ == 0; i++) {
       std::smatch m;
       const std::string text = fs::exists(out) ? read_file_text(out) : "";
       if (std::regex_search(text, m, listening)) port_ = std::stoi(m[1]);
-      else std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      else std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (port_ == 0) ADD_FAILURE() << "the server did not start: " << output();
+    if (!wait_ready) return;
     for (int i = 0; i < 600; i++) {
       auto r = client().Get("/health");
       if (r && r->status == 200) return;
@@ -180,6 +183,20 @@ long metric(const ServerProcess& s, const std::string& line_start) {
   for (std::string line; std::getline(in, line);)
     if (line.rfind(line_start + " ", 0) == 0) return std::stol(line.substr(line_start.size() + 1));
   return -1;
+}
+
+// Every sample of a metric family: its label text ({...}, or "" without labels) and value.
+std::vector<std::pair<std::string, double>> metric_samples(const ServerProcess& s, const std::string& name) {
+  std::vector<std::pair<std::string, double>> out;
+  auto r = s.client().Get("/metrics");
+  if (!r) return out;
+  std::istringstream in(r->body);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) != 0 || (line[name.size()] != '{' && line[name.size()] != ' ')) continue;
+    const size_t sp = line.rfind(' ');
+    out.emplace_back(line.substr(name.size(), sp - name.size()), std::stod(line.substr(sp + 1)));
+  }
+  return out;
 }
 
 }  // namespace
@@ -444,4 +461,88 @@ TEST(ServeLimits, SigtermDuringAStreamFinishesItAndExitsZero) {
   EXPECT_EQ(stream_text(s).second["usage"]["completion_tokens"], 3000);
   EXPECT_EQ(server.wait_exit(), 0) << server.output();
   EXPECT_NE(server.output().find("draining"), std::string::npos);
+}
+
+// A non-streaming client that gives up (read timeout, connection closed) cancels its job: the
+// server finds the connection and polls it while it waits, as a stream's writes do.
+TEST(ServeLimits, ANonStreamingClientThatLeavesIsCancelled) {
+  ServerProcess server("--max-seqs 1 --queue 1");
+  json b = completion("the cat", 1, 4000);
+  b["ignore_eos"] = true;
+  {
+    httplib::Client c = server.client();
+    c.set_read_timeout(0, 100000);
+    EXPECT_FALSE(c.Post("/v1/completions", b.dump(), "application/json"));
+  }
+  long cancelled = 0;
+  for (int i = 0; i < 250 && (cancelled = metric(server, "mohge_requests_total{outcome=\"cancelled\"}")) < 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(cancelled, 1);
+  EXPECT_LT(metric(server, "mohge_generation_tokens_total"), 4000);
+  EXPECT_EQ(metric(server, "mohge_running_sequences"), 0);
+  EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 2, 3).dump()).status, 200);
+}
+
+// /metrics counts every row the MoE layer routed: with top-2 routing (one group of 2 selected per
+// token) each fed token adds 2 expert rows and 1 group token; shares by width and group are those
+// counts over all rows. The tiny mohge model's layer 0 is dense, layer 1 MoE (widths 8 8 16 16).
+TEST(ServeMetrics, ExpertAndGroupSharesCountEveryRoutedRow) {
+  ServerProcess server("--max-seqs 2 --queue 2");
+  json b = completion("the cat", 1, 10);
+  b["ignore_eos"] = true;
+  Reply r = post(server, "/v1/completions", b.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  // the prompt, then every generated token but the last is fed back
+  const double fed = r.body["usage"]["prompt_tokens"].get<int>() + 10 - 1;
+  double rows = 0, rows8 = 0, rows16 = 0;
+  for (const auto& [labels, v] : metric_samples(server, "mohge_expert_assignments_total")) {
+    EXPECT_NE(labels.find("layer=\"1\""), std::string::npos) << labels;
+    rows += v;
+    (labels.find("width=\"8\"") != std::string::npos ? rows8 : rows16) += v;
+  }
+  EXPECT_EQ(rows, 2 * fed);
+  const auto width = metric_samples(server, "mohge_width_share");
+  ASSERT_EQ(width.size(), 2u);
+  EXPECT_EQ(width[0].first, "{width=\"8\"}");
+  EXPECT_NEAR(width[0].second, rows8 / rows, 1e-9);
+  EXPECT_NEAR(width[1].second, rows16 / rows, 1e-9);
+  const auto group = metric_samples(server, "mohge_group_share");
+  ASSERT_EQ(group.size(), 2u);
+  EXPECT_EQ(group[1].first, "{group=\"1\",width=\"16\"}");
+  EXPECT_NEAR(group[0].second + group[1].second, 1.0, 1e-9);
+  double group_tokens = 0;
+  for (const auto& [labels, v] : metric_samples(server, "mohge_group_tokens_total")) group_tokens += v;
+  EXPECT_EQ(group_tokens, fed);
+}
+
+// The server listens before it loads: /health and completions answer 503 until the model is
+// ready. A 34 M-parameter checkpoint (136 MB) keeps it loading for far longer than the polls take.
+TEST(ServeLimits, HealthIs503WhileTheModelLoads) {
+  test::TmpDir d;
+  const std::string ck = d / "big";
+  fs::create_directories(ck);
+  {
+    ModelConfig c = test::tiny_model_config("dense", 64);
+    c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 8, c.intermediate_size = 4096, c.num_layers = 2;
+    c.validate();
+    Model m(c);
+    m.init_weights(1);
+    model_save(ck, m);
+  }
+  fs::copy_file(env().tokenizer, ck + "/tokenizer.model");
+  ServerProcess server("", ck, false);
+  std::vector<int> health;
+  int completion_while_loading = 0;
+  for (int i = 0; i < 30000 && (health.empty() || health.back() != 200); i++) {
+    auto h = server.client().Get("/health");
+    health.push_back(h ? h->status : -1);
+    if (health.back() == 503 && !completion_while_loading)
+      completion_while_loading = post(server, "/v1/completions", completion("the cat", 1, 2).dump()).status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_FALSE(health.empty());
+  EXPECT_EQ(health.front(), 503) << server.output();
+  EXPECT_EQ(health.back(), 200) << server.output();
+  EXPECT_EQ(completion_while_loading, 503);
+  EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 1, 2).dump()).status, 200);
 }

@@ -33,7 +33,7 @@ std::string read_file_text(const std::string& path) {
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(getpid());
   f_ = std::fopen(tmp_.c_str(), "wb");
-  MOHGE_CHECK(f_, "cannot write {}: {}", tmp_, std::strerror(errno));
+  MOHGE_CHECK(f_, "cannot write {}: {}", path_, std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -44,8 +44,7 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, size_t n) {
-  MOHGE_CHECK(n == 0 || std::fwrite(data, 1, n, f_) == n, "error writing {}: {}", tmp_,
-              std::strerror(errno));
+  MOHGE_CHECK(n == 0 || std::fwrite(data, 1, n, f_) == n, "cannot write {}: {}", path_, std::strerror(errno));
 }
 
 void AtomicFile::commit() {
@@ -54,7 +53,7 @@ void AtomicFile::commit() {
   f_ = nullptr;
   if (!ok || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     std::remove(tmp_.c_str());
-    fail("error writing {}: {}", path_, std::strerror(errno));
+    fail("cannot write {}: {}", path_, std::strerror(errno));
   }
 }
 

@@ -64,6 +64,53 @@ void Metrics::observe_inter_token(double seconds) {
   itl_.observe(seconds);
 }
 
+void Metrics::add_routing(int layer, const MoeConfig& cfg, const std::vector<int>& tokens_per_expert,
+                          const std::vector<int>& tokens_per_group) {
+  std::lock_guard lk(mu_);
+  LayerRouting& r = routing_[layer];
+  if (r.widths.empty()) {
+    r.widths = cfg.expert_widths;
+    r.experts_per_group = cfg.router == RouterKind::two_level ? cfg.experts_per_group : 0;
+    r.expert_rows.assign(r.widths.size(), 0);
+    if (r.experts_per_group) r.group_tokens.assign(cfg.num_expert_groups, 0);
+  }
+  for (size_t e = 0; e < tokens_per_expert.size() && e < r.expert_rows.size(); e++) r.expert_rows[e] += tokens_per_expert[e];
+  for (size_t g = 0; g < tokens_per_group.size() && g < r.group_tokens.size(); g++) r.group_tokens[g] += tokens_per_group[g];
+}
+
+// Per-expert counters, and the shares of all assignments (every MoE layer together) by expert
+// width and, for two-level routing, by group: how much of the served work the small experts took.
+void Metrics::render_routing(std::string& out) const {
+  if (routing_.empty()) return;
+  out += "# HELP mohge_expert_assignments_total Token rows routed to each expert, by MoE layer.\n"
+         "# TYPE mohge_expert_assignments_total counter\n";
+  std::map<int, long> by_width;
+  std::map<std::pair<int, int>, long> by_group;  // (group, width)
+  long all = 0;
+  for (const auto& [l, r] : routing_)
+    for (size_t e = 0; e < r.expert_rows.size(); e++) {
+      out += fmt::format("mohge_expert_assignments_total{{layer=\"{}\",expert=\"{}\",width=\"{}\"}} {}\n", l, e,
+                         r.widths[e], r.expert_rows[e]);
+      by_width[r.widths[e]] += r.expert_rows[e];
+      if (r.experts_per_group) by_group[{(int)e / r.experts_per_group, r.widths[e]}] += r.expert_rows[e];
+      all += r.expert_rows[e];
+    }
+  const double denom = all > 0 ? (double)all : 1.0;
+  out += "# HELP mohge_width_share Share of expert assignments (all MoE layers) taken by experts of each width.\n"
+         "# TYPE mohge_width_share gauge\n";
+  for (const auto& [w, n] : by_width) out += fmt::format("mohge_width_share{{width=\"{}\"}} {}\n", w, n / denom);
+  if (by_group.empty()) return;
+  out += "# HELP mohge_group_share Share of expert assignments (all MoE layers) taken by each expert group.\n"
+         "# TYPE mohge_group_share gauge\n";
+  for (const auto& [gw, n] : by_group)
+    out += fmt::format("mohge_group_share{{group=\"{}\",width=\"{}\"}} {}\n", gw.first, gw.second, n / denom);
+  out += "# HELP mohge_group_tokens_total Tokens whose selected groups include each group, by MoE layer.\n"
+         "# TYPE mohge_group_tokens_total counter\n";
+  for (const auto& [l, r] : routing_)
+    for (size_t g = 0; g < r.group_tokens.size(); g++)
+      out += fmt::format("mohge_group_tokens_total{{layer=\"{}\",group=\"{}\"}} {}\n", l, g, r.group_tokens[g]);
+}
+
 std::string Metrics::render() const {
   std::lock_guard lk(mu_);
   std::string out;
@@ -82,6 +129,7 @@ std::string Metrics::render() const {
          flops_per_token_);
   ttft_.render(out, "mohge_time_to_first_token_seconds", "From submission to the first generated token.");
   itl_.render(out, "mohge_inter_token_latency_seconds", "Between two generated tokens of one sequence.");
+  render_routing(out);
   return out;
 }
 

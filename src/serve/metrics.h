@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "moe/moe_config.h"
+
 namespace mohge {
 
 class Metrics {
@@ -22,6 +24,12 @@ class Metrics {
   void add_tokens(int prompt, int generated, double active_params, double flops_per_token);
   void observe_first_token(double seconds);  // from submission to the first token
   void observe_inter_token(double seconds);  // between two tokens of one sequence
+  // One batched step's routing in MoE layer `layer` (moe/router.h Routing counts): rows routed to
+  // each expert [E], and for two-level routing the tokens whose selected groups include g [Ng].
+  // Rendered as per-expert counters and the shares by expert width and by group, over all layers
+  // (SPEC §6's expert and group shares, of served tokens).
+  void add_routing(int layer, const MoeConfig& cfg, const std::vector<int>& tokens_per_expert,
+                   const std::vector<int>& tokens_per_group);
   std::string render() const;
 
  private:
@@ -39,6 +47,14 @@ class Metrics {
   int queue_ = 0, running_ = 0;
   double active_params_ = 0, flops_per_token_ = 0;
   Histogram ttft_, itl_;
+  struct LayerRouting {
+    std::vector<int> widths;               // [E] expert widths
+    int experts_per_group = 0;             // two-level: N (group g = experts g·N .. g·N+N-1); else 0
+    std::vector<long> expert_rows;         // [E]
+    std::vector<long> group_tokens;        // [Ng] two-level
+  };
+  std::map<int, LayerRouting> routing_;    // by layer index
+  void render_routing(std::string& out) const;
 };
 
 }  // namespace mohge

@@ -11,6 +11,7 @@
 #include "data/prepared_meta.h"
 #include "model/model_io.h"
 #include "serve/openai_api.h"
+#include "serve/peer_socket.h"
 #include "serve/scheduler.h"
 
 namespace mohge {
@@ -105,8 +106,11 @@ void handle_completion(State& st, const httplib::Request& req, httplib::Response
   }
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", st.next_id++);
   if (!r.stream) {
+    // a client that goes away cancels its job (in the queue, prefill or decode), as a stream's does
+    const PeerSocket peer(req.remote_addr, req.remote_port, req.local_port);
     std::unique_lock lk(job->mu);
-    job->cv.wait(lk, [&] { return job->done; });
+    while (!job->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return job->done; }))
+      if (peer.closed()) job->cancelled = true;
     if (job->finish_reason == "error") return send_error(res, 500, job->error);
     const Usage u = usage_of(*job);
     return send_json(res, 200, completion_json(r, id, st.model_name, job->text, job->finish_reason, &u, false));

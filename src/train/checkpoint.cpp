@@ -13,6 +13,26 @@ namespace fs = std::filesystem;
 
 namespace mohge {
 
+// Every file of one checkpoint into the directory tmp.
+static void write_checkpoint_files(const fs::path& tmp, const Model& m, const AdamW& opt, const TrainerState& st,
+                                   const std::string& tokenizer_bytes, const std::string& run_toml,
+                                   const nlohmann::json& routing) {
+  model_save(tmp.string(), m);
+  std::vector<TensorView> ts;
+  std::vector<float> m_host, v_host;
+  const float* mom1 = opt.m.host_read(opt.m.size(), m_host);
+  const float* mom2 = opt.v.host_read(opt.v.size(), v_host);
+  for (auto& p : m.params.infos()) {
+    ts.push_back({"m." + p.name, "F32", p.shape, mom1 + p.offset, (size_t)p.numel * 4});
+    ts.push_back({"v." + p.name, "F32", p.shape, mom2 + p.offset, (size_t)p.numel * 4});
+  }
+  safetensors_write((tmp / "optimizer.safetensors").string(), ts);
+  write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(st).dump(2) + "\n");
+  write_file_atomic((tmp / "tokenizer.model").string(), tokenizer_bytes);
+  write_file_atomic((tmp / "run.toml").string(), run_toml);
+  if (!routing.is_null()) write_file_atomic((tmp / "routing.json").string(), routing.dump(1) + "\n");
+}
+
 std::string checkpoint_save(const std::string& out_dir, const Model& m, const AdamW& opt,
                             const TrainerState& st, const std::string& tokenizer_bytes,
                             const std::string& run_toml, int keep, const nlohmann::json& routing) {
@@ -28,20 +48,15 @@ std::string checkpoint_save(const std::string& out_dir, const Model& m, const Ad
     if (e.path().filename().string().rfind(".tmp_", 0) == 0) fs::remove_all(e.path());
   MOHGE_CHECK(opt.whole(), "checkpoint_save: the optimizer holds a shard of the moments (gather them first)");
   fs::create_directories(tmp);
-  model_save(tmp.string(), m);
-  std::vector<TensorView> ts;
-  std::vector<float> m_host, v_host;
-  const float* mom1 = opt.m.host_read(opt.m.size(), m_host);
-  const float* mom2 = opt.v.host_read(opt.v.size(), v_host);
-  for (auto& p : m.params.infos()) {
-    ts.push_back({"m." + p.name, "F32", p.shape, mom1 + p.offset, (size_t)p.numel * 4});
-    ts.push_back({"v." + p.name, "F32", p.shape, mom2 + p.offset, (size_t)p.numel * 4});
+  // a save that fails (disk full, quota) leaves the previous checkpoints as they were and no
+  // partial directory behind
+  try {
+    write_checkpoint_files(tmp, m, opt, st, tokenizer_bytes, run_toml, routing);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
   }
-  safetensors_write((tmp / "optimizer.safetensors").string(), ts);
-  write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(st).dump(2) + "\n");
-  write_file_atomic((tmp / "tokenizer.model").string(), tokenizer_bytes);
-  write_file_atomic((tmp / "run.toml").string(), run_toml);
-  if (!routing.is_null()) write_file_atomic((tmp / "routing.json").string(), routing.dump(1) + "\n");
   fs::remove_all(final_dir);  // a step_* dir without config.json: never completed
   fs::rename(tmp, final_dir);
   // prune: keep the newest `keep` complete checkpoints
