@@ -133,6 +133,17 @@ void write_bytes(const std::string& p, const std::vector<char>& b, size_t n) {
 }
 
 // ----------------------------------------------------------------------------------------- help
+// The CUDA backend is a module loaded on first use (kernels/cuda/CMakeLists.txt): the binary
+// itself never links the CUDA runtime or cuBLAS, which would cost every CPU run ~230 MB of
+// resident memory and most of a second at startup.
+TEST(CliBinary, DoesNotLinkTheCudaLibraries) {
+  test::CommandResult r = test::run_command("ldd " + test::shell_quote(MOHGE_BINARY));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("libc.so"), std::string::npos) << r.out;
+  for (const char* lib : {"libcudart", "libcublas", "libcuda.so"})
+    EXPECT_EQ(r.out.find(lib), std::string::npos) << lib << " in\n" << r.out;
+}
+
 TEST(CliHelp, EverySubcommandHelpExitsZero) {
   for (const char* sub : {"", "data", "data fetch", "data prepare", "tokenizer", "tokenizer train", "train",
                           "init", "config", "eval", "generate", "forward", "grad"}) {

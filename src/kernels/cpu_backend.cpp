@@ -2,12 +2,13 @@
 // the backend registry. The CPU backend is the truth every other backend is tested against.
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "core/error.h"
 #include "kernels/backend.h"
 #include "kernels/ops.h"
 #ifdef MOHGE_HAVE_CUDA
-#include "kernels/cuda/cuda_backend.h"
+#include <dlfcn.h>
 #endif
 
 namespace mohge {
@@ -135,7 +136,23 @@ Backend* backend_find(const std::string& name, std::string* why_not) {
   if (name == "cpu") return &cpu_backend();
   if (name == "cuda") {
 #ifdef MOHGE_HAVE_CUDA
-    return cuda_backend(why_not);
+    // The module (kernels/cuda/CMakeLists.txt) is loaded on first use, so that CPU runs never map
+    // the CUDA libraries; MOHGE_CUDA_MODULE in the environment overrides where it is.
+    using Entry = Backend* (*)(std::string*);
+    static Entry entry = nullptr;
+    static std::string load_error;
+    static std::once_flag once;
+    std::call_once(once, [] {
+      const char* env = std::getenv("MOHGE_CUDA_MODULE");
+      const std::string path = env && *env ? env : MOHGE_CUDA_MODULE;
+      void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (lib) entry = reinterpret_cast<Entry>(dlsym(lib, "mohge_cuda_backend"));
+      const char* why = entry ? nullptr : dlerror();
+      if (!entry) load_error = fmt::format("cannot load the CUDA backend module {}: {}", path, why ? why : "no entry point");
+    });
+    if (entry) return entry(why_not);
+    if (why_not) *why_not = load_error;
+    return nullptr;
 #else
     if (why_not) *why_not = "the cuda backend is not compiled in (configure with -DMOHGE_CUDA=ON where the CUDA toolkit is installed)";
     return nullptr;

@@ -215,7 +215,7 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-Backend* cuda_backend(std::string* why_not) {
+extern "C" Backend* mohge_cuda_backend(std::string* why_not) {
   std::string why;
   if (cuda_device_count(&why) == 0) {
     if (why_not) *why_not = "no CUDA device: " + why;
