@@ -6,12 +6,14 @@
 
 #include <fmt/core.h>
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "dist/local_peers.h"
 #include "dist/mpi_collective.h"
 
 namespace mohge {
@@ -158,6 +160,35 @@ TEST(MpiCollective, WatchdogReportsACallWaitingPastTheTimeout) {
               std::string::npos)
         << reports[0];
   }
+}
+
+// A peer reported dead (watch_peers) is reported once a call has waited 0.3 s, naming it, long before
+// the timeout; a call that ends sooner reports nothing. Every live rank sees no lost local peer.
+TEST(MpiCollective, WatchdogNamesALostPeerBeforeTheTimeout) {
+  std::mutex mu;
+  std::vector<std::string> reports;
+  Watchdog dog(60, 0, 4, [&](const std::string& m) {
+    std::lock_guard<std::mutex> lk(mu);
+    reports.push_back(m);
+  });
+  std::atomic<bool> lost{false};
+  dog.watch_peers([&] { return lost ? std::vector<int>{3} : std::vector<int>{}; });
+  {
+    Watchdog::Armed armed(&dog, "MPI_Allreduce");  // a call that waits, but no peer is lost
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  }
+  lost = true;
+  {
+    Watchdog::Armed armed(&dog, "MPI_Alltoallv");
+    std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_EQ(reports[0], "rank 0 of 4: rank 3 ended (killed or crashed) while MPI_Alltoallv waited for it: the job "
+                          "cannot go on; resume it from its last checkpoint");
+  }
+  EXPECT_TRUE(LocalPeers(MPI_COMM_WORLD).lost_to_report().empty());
 }
 
 }  // namespace

@@ -163,7 +163,7 @@ void MpiCollective::blocked_rounds(const int64_t* count, F round) {
 // MPI forbids the result block inside the send buffer: each round's windows are sent packed.
 void MpiCollective::reduce_scatter_sum(float* data, const int64_t* count) {
   Watchdog::Armed armed(watchdog_, "MPI_Reduce_scatter");
-  std::vector<float> send;
+  std::vector<float>& send = packed_;
   blocked_rounds(count, [&](const std::vector<int64_t>& at, const std::vector<int>& len,
                             const std::vector<int>& packed, int64_t total) {
     send.resize(total);
@@ -175,7 +175,7 @@ void MpiCollective::reduce_scatter_sum(float* data, const int64_t* count) {
 
 void MpiCollective::allgather(float* data, const int64_t* count) {
   Watchdog::Armed armed(watchdog_, "MPI_Allgatherv");
-  std::vector<float> all;
+  std::vector<float>& all = packed_;
   blocked_rounds(count, [&](const std::vector<int64_t>& at, const std::vector<int>& len,
                             const std::vector<int>& packed, int64_t total) {
     all.resize(total);

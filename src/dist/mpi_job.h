@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/collective.h"
+#include "dist/local_peers.h"
 #include "dist/mpi_collective.h"
 
 namespace mohge {
@@ -23,7 +24,8 @@ class MpiJob {
   int size() const { return session_.size(); }
   // Splits the world into the groups of a DP × EP job. Throws mohge::Error when the world does not
   // have data_parallel × expert_parallel ranks. timeout_s: the longest a collective may wait for the
-  // other ranks before this rank ends the job (Watchdog).
+  // other ranks before this rank ends the job (Watchdog); a rank on this host whose process ended is
+  // reported sooner, by name (LocalPeers).
   void split(int data_parallel, int expert_parallel, double timeout_s);
   const ParallelGroups& groups() const { return groups_; }
   // From a catch block, for an error every rank meets the same way (bad config, wrong P): rank 0
@@ -35,6 +37,7 @@ class MpiJob {
 
  private:
   MpiSession session_;
+  std::unique_ptr<LocalPeers> peers_;  // before watchdog_: the watchdog's thread reads it until it stops
   std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<MpiCollective> world_, expert_, expert_data_;
   ParallelGroups groups_;

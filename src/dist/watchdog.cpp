@@ -2,6 +2,7 @@
 #include "dist/watchdog.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -38,6 +39,11 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
+void Watchdog::watch_peers(std::function<std::vector<int>()> lost_ranks) {
+  std::lock_guard<std::mutex> lk(mu_);
+  lost_ranks_ = std::move(lost_ranks);
+}
+
 Watchdog::Armed::Armed(Watchdog* w, const char* call) : w_(w) {
   if (!w_) return;
   w_->call_ = call;
@@ -50,21 +56,37 @@ Watchdog::Armed::~Armed() {
 
 // The wait is counted in the watchdog's own ticks, not read off the clock: a process that was
 // stopped (SIGSTOP, then SIGCONT as mpirun ends the job) has not waited while it was stopped, and
-// must not report a timeout its peers already reported.
+// must not report a timeout its peers already reported — nor, ever after, a lost peer: the peer may
+// have ended on its own timeout, waiting for this one (a stop shows as a tick a second late).
 void Watchdog::watch() {
   const double tick_s = 0.1;
   std::unique_lock<std::mutex> lk(mu_);
   int64_t seen = 0, reported = 0;  // the armed call (its start time) last seen, and last reported
+  bool was_stopped = false;
   double waited = 0;
+  int64_t last_tick = now_ns();
   while (!cv_.wait_for(lk, std::chrono::duration<double>(tick_s), [&] { return stop_; })) {
-    const int64_t since = since_ns_;
+    const int64_t since = since_ns_, tick = now_ns();
     waited = since != 0 && since == seen ? waited + tick_s : 0;
     seen = since;
-    if (since == 0 || since == reported || waited < timeout_s_) continue;
+    if (tick - last_tick > 1'000'000'000) was_stopped = true;
+    last_tick = tick;
+    if (since == 0 || since == reported) continue;
+    std::string why;
+    if (waited >= timeout_s_) {
+      why = fmt::format("rank {} of {}: {} waited more than {} s (parallel.timeout_s) for the other ranks: one of them "
+                        "died, hangs or was stopped",
+                        rank_, size_, call_.load(), timeout_s_);
+    } else if (waited >= 0.3 && lost_ranks_ && !was_stopped) {
+      const std::vector<int> lost = lost_ranks_();
+      if (!lost.empty())
+        why = fmt::format("rank {} of {}: rank {} ended (killed or crashed) while {} waited for it: the job cannot go "
+                          "on; resume it from its last checkpoint",
+                          rank_, size_, fmt::join(lost, ", rank "), call_.load());
+    }
+    if (why.empty()) continue;
     reported = since;
-    on_timeout_(fmt::format("rank {} of {}: {} waited more than {} s (parallel.timeout_s) for the other ranks: one "
-                            "of them died, hangs or was stopped",
-                            rank_, size_, call_.load(), timeout_s_));
+    on_timeout_(why);
   }
 }
 

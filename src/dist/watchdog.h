@@ -4,7 +4,8 @@
 // or stopped leaves the others waiting forever. MpiCollective arms the watchdog around each call; a
 // thread checks it a few times a second and, once a call has waited timeout_s, reports it: by
 // default "error: rank R of P: MPI_X waited more than T s ..." on stderr and _exit(1), after which
-// mpirun ends every other rank.
+// mpirun ends every other rank. A peer known to be dead (watch_peers: a rank on this host whose
+// process ended) is reported as soon as a call has waited a moment for it, naming that rank.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace mohge {
 
@@ -24,6 +26,9 @@ class Watchdog {
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
   double timeout_s() const { return timeout_s_; }
+  // lost_ranks: polled while a call has waited 0.3 s or more; the ranks it returns (dead peers) are
+  // reported at once: "rank R of P: rank K ended (killed or crashed) while MPI_X waited for it".
+  void watch_peers(std::function<std::vector<int>()> lost_ranks);
 
   // Arms the watchdog for one call (`call` must outlive it: a string literal); disarms on scope exit.
   class Armed {
@@ -39,6 +44,7 @@ class Watchdog {
   double timeout_s_;
   int rank_, size_;
   std::function<void(const std::string&)> on_timeout_;
+  std::function<std::vector<int>()> lost_ranks_;  // guarded by mu_
   std::atomic<int64_t> since_ns_{0};  // steady-clock start of the armed call; 0: none
   std::atomic<const char*> call_{nullptr};
   std::mutex mu_;

@@ -202,7 +202,7 @@ TrainSummary train_run(const RunConfig& rc, const TrainOptions& opt) {
   Context ctx(model, Mode::train);
   RoutingLog routing(ctx, tc.routing_devices);
   const int64_t first_step = st.step;
-  const double tokens_per_step = (double)B * T * tc.grad_accum;
+  const double tokens_per_step = (double)tc.batch_size * T * tc.grad_accum;  // the global batch's, whatever P
   double run_s = 0.0;
   nlohmann::json last_routing;  // routing metrics of the last step, stored with checkpoints
   auto save = [&] {
