@@ -7,9 +7,10 @@
 # of max/mean load per rank and of the step time, and the exchange's and all-reduces' share of it.
 #
 #   bench/placement_load_mpi.sh            # P = 4; P=8 bench/placement_load_mpi.sh for 8 ranks
+#   P=16 EXPERTS_PER_GROUP=8 bench/placement_load_mpi.sh   # all_size needs 2+ experts per rank
 #
-# Environment: MOHGE (binary, default build/mohge), P (4), STEPS_TRAIN (150), STEPS_MPI (20), WORK
-# (scratch directory, default a fresh mktemp -d, removed at exit).
+# Environment: MOHGE (binary, default build/mohge), P (4), EXPERTS_PER_GROUP (4), STEPS_TRAIN (150),
+# STEPS_MPI (20), WORK (scratch directory, default a fresh mktemp -d, removed at exit).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ MOHGE=$(realpath "${MOHGE:-build/mohge}")
 P=${P:-4}
 STEPS_TRAIN=${STEPS_TRAIN:-150}
 STEPS_MPI=${STEPS_MPI:-20}
+EXPERTS_PER_GROUP=${EXPERTS_PER_GROUP:-4}
 WORK=${WORK:-$(mktemp -d)}
 trap 'rm -rf "$WORK"' EXIT
 [[ -x $MOHGE ]] || { echo "error: $MOHGE missing; run: ninja -C build -j2 mohge" >&2; exit 1; }
@@ -35,9 +37,9 @@ PY
 "$MOHGE" tokenizer train --input "$WORK/corpus.txt" --out "$WORK/tok" --vocab-size 1024 >/dev/null
 "$MOHGE" data prepare --input "$WORK/corpus.txt" --tokenizer "$WORK/tok.model" --out "$WORK/data" >/dev/null
 
-# 4 groups × 4 experts, widths 64…160: all_size balances 4 and 8 ranks
+# 4 groups × EXPERTS_PER_GROUP experts, widths 64…160: all_size balances P ranks that hold 2 or 4 experts each
 sets=(--set model.vocab_size=1024 --set model.hidden_size=64 --set model.num_layers=2 --set model.num_heads=4
-      --set model.max_seq_len=64 --set model.ffn_kind=mohge --set moe.num_expert_groups=4 --set moe.experts_per_group=4
+      --set model.max_seq_len=64 --set model.ffn_kind=mohge --set moe.num_expert_groups=4 --set moe.experts_per_group=$EXPERTS_PER_GROUP
       --set "moe.group_widths=[64, 96, 128, 160]" --set moe.topk_group=2 --set moe.num_experts_per_tok=4
       --set moe.shared_expert_width=64 --set moe.group_coef=0.01 --set moe.intra_group_coef=0.01
       --set moe.global_batch_stats=true --set train.batch_size=16 --set train.seq_len=64 --set train.lr=3e-3

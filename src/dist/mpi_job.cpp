@@ -22,8 +22,8 @@ void MpiJob::split(int data_parallel, int expert_parallel, double timeout_s) {
               data_parallel, expert_parallel, P, size(), P);
   watchdog_ = std::make_unique<Watchdog>(timeout_s, rank(), size());
   // Collectives go in pieces of 2 Mi elements (8 MiB of floats): Open MPI 4.1 over shared memory
-  // all-reduces 64 MiB of gradients 2–6× faster in such pieces than in one call, and reduce-scatters
-  // them 10–20× faster (bench/bench_collectives.cpp, docs/BENCHMARKS.md).
+  // all-reduces 64 MiB of gradients 4–7× faster in such pieces than in one call, and reduce-scatters
+  // them 16–20× faster (bench/bench_collectives.cpp, docs/BENCHMARKS.md).
   const int64_t piece = int64_t(1) << 21, span = MpiCollective::kMaxInt;
   world_ = std::make_unique<MpiCollective>(MPI_COMM_WORLD, piece, span, watchdog_.get());
   MPI_Comm ep = MPI_COMM_NULL, edp = MPI_COMM_NULL;
