@@ -66,6 +66,8 @@ InterruptScope::~InterruptScope() { g_deferred = false; }
 
 int InterruptScope::signal() const { return g_received; }
 
+int interrupt_signal() { return g_deferred ? g_received.load() : 0; }
+
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);

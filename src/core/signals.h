@@ -25,6 +25,10 @@ class InterruptScope {
   int signal() const;  // the signal received, 0 if none
 };
 
+// The signal the live InterruptScope recorded, 0 if none; any thread may poll it (the MPI
+// watchdog: mpirun ends a job whose rank died with SIGTERM).
+int interrupt_signal();
+
 // "SIGINT", "SIGTERM", ...
 std::string signal_name(int sig);
 

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "core/signals.h"
+
 namespace mohge {
 
 namespace {
@@ -58,11 +60,13 @@ Watchdog::Armed::~Armed() {
 // stopped (SIGSTOP, then SIGCONT as mpirun ends the job) has not waited while it was stopped, and
 // must not report a timeout its peers already reported — nor, ever after, a lost peer: the peer may
 // have ended on its own timeout, waiting for this one (a stop shows as a tick a second late).
+// Lost peers are looked for while a call waits, and at once when a termination signal arrives
+// (mpirun's SIGTERM, a second before its SIGKILL, finds a computing rank outside any call).
 void Watchdog::watch() {
   const double tick_s = 0.1;
   std::unique_lock<std::mutex> lk(mu_);
   int64_t seen = 0, reported = 0;  // the armed call (its start time) last seen, and last reported
-  bool was_stopped = false;
+  bool was_stopped = false, lost_reported = false;
   double waited = 0;
   int64_t last_tick = now_ns();
   while (!cv_.wait_for(lk, std::chrono::duration<double>(tick_s), [&] { return stop_; })) {
@@ -71,21 +75,22 @@ void Watchdog::watch() {
     seen = since;
     if (tick - last_tick > 1'000'000'000) was_stopped = true;
     last_tick = tick;
-    if (since == 0 || since == reported) continue;
     std::string why;
-    if (waited >= timeout_s_) {
+    if (since != 0 && since != reported && waited >= timeout_s_) {
       why = fmt::format("rank {} of {}: {} waited more than {} s (parallel.timeout_s) for the other ranks: one of them "
                         "died, hangs or was stopped",
                         rank_, size_, call_.load(), timeout_s_);
-    } else if (waited >= 0.3 && lost_ranks_ && !was_stopped) {
+    } else if (lost_ranks_ && !was_stopped && !lost_reported && ((since != 0 && waited >= 0.3) || interrupt_signal())) {
       const std::vector<int> lost = lost_ranks_();
       if (!lost.empty())
-        why = fmt::format("rank {} of {}: rank {} ended (killed or crashed) while {} waited for it: the job cannot go "
-                          "on; resume it from its last checkpoint",
-                          rank_, size_, fmt::join(lost, ", rank "), call_.load());
+        why = fmt::format("rank {} of {}: rank {} ended (killed or crashed){}: the job cannot go on; resume it from its "
+                          "last checkpoint",
+                          rank_, size_, fmt::join(lost, ", rank "),
+                          since != 0 ? fmt::format(" while {} waited for it", call_.load()) : std::string());
+      lost_reported = !lost.empty();
     }
     if (why.empty()) continue;
-    reported = since;
+    if (since != 0) reported = since;
     on_timeout_(why);
   }
 }

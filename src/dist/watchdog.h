@@ -26,8 +26,9 @@ class Watchdog {
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
   double timeout_s() const { return timeout_s_; }
-  // lost_ranks: polled while a call has waited 0.3 s or more; the ranks it returns (dead peers) are
-  // reported at once: "rank R of P: rank K ended (killed or crashed) while MPI_X waited for it".
+  // lost_ranks: polled while a call has waited 0.3 s or more, and after a termination signal
+  // (core/signals.h); the ranks it returns (dead peers) are reported at once: "rank R of P: rank K
+  // ended (killed or crashed) while MPI_X waited for it".
   void watch_peers(std::function<std::vector<int>()> lost_ranks);
 
   // Arms the watchdog for one call (`call` must outlive it: a string literal); disarms on scope exit.
