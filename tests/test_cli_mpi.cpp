@@ -115,8 +115,12 @@ TEST(CliMpi, AStoppedOrKilledRankEndsTheJob) {
         fmt::format("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 {} train -q "
                     "--set train.steps=1000000 --set parallel.data_parallel=2 --set parallel.timeout_s={} {}",
                     q(MOHGE_BINARY), std::string(sig) == "STOP" ? 2 : 60, sets(d / "run"));
-    // the ranks are mpirun's children; the last started one gets the signal once training runs
-    const std::string script = fmt::format("{} & M=$!; sleep 5; kill -{} $(pgrep -P $M | tail -n 1); wait $M", job, sig);
+    // the ranks are mpirun's children; the last started one gets the signal once training runs (the
+    // first step is logged; at most 20 s, then regardless)
+    const std::string script =
+        fmt::format("{} & M=$!; for i in $(seq 100); do [ -s {} ] && break; sleep 0.2; done; sleep 1; "
+                    "kill -{} $(pgrep -P $M | tail -n 1); wait $M",
+                    job, q(d / "run/log.jsonl"), sig);
     auto r = test::run_command("timeout 60 bash -c " + q(script));
     SCOPED_TRACE(sig);
     EXPECT_NE(r.rc, 0);
