@@ -32,6 +32,7 @@
 #include "core/error.h"
 #include "kernels/backend.h"
 #include "kernels/gemm.h"
+#include "kernels/matvec.h"
 #include "kernels/vec_math.h"
 #include "kernels/reference.h"
 
@@ -200,26 +201,40 @@ Vec transpose(const Vec& x, int rows, int cols) {
 
 // With p = bf16 the table's tolerances only say "about right" (bf16 keeps 8 bits); extra()
 // then checks the exact contract: fp32 sums of bf16-rounded inputs, to fp32 accuracy.
+// frozen: w is declared inference weights (Backend::set_inference_weights, a bf16 copy under
+// p = bf16), so on the CPU a few rows go through decode's matrix–vector kernel (kernels/matvec.h);
+// extra() then also checks that each row's result is the same bits computed alone.
 struct MatmulCase : OpCase {
   int N, I, O;
   mohge::Precision p;
-  MatmulCase(int N, int I, int O, mohge::Precision p = mohge::Precision::fp32) : N(N), I(I), O(O), p(p) {}
+  bool frozen;
+  MatmulCase(int N, int I, int O, mohge::Precision p = mohge::Precision::fp32, bool frozen = false)
+      : N(N), I(I), O(O), p(p), frozen(frozen) {}
   bool bf16() const { return p == mohge::Precision::bf16; }
-  std::string op() const override { return bf16() ? "matmul_bf16" : "matmul"; }
+  std::string op() const override {
+    return std::string(bf16() ? "matmul_bf16" : "matmul") + (frozen ? "_frozen" : "");
+  }
   std::string shape() const override { return fmt::format("N={} I={} O={}", N, I, O); }
   std::string unsupported() const override {
     const bool cpu = std::string(be->name()) == "cpu";
-    return bf16() && cpu && !mohge::bf16_supported() ? "no AVX512-BF16 on this CPU: bf16 matmul not run" : "";
+    if (bf16() && cpu && !mohge::bf16_supported()) return "no AVX512-BF16 on this CPU: bf16 matmul not run";
+    if (bf16() && frozen && cpu && !mohge::matvec_bf16_supported())
+      return "no AVX512-BF16 in this build: bf16 weights not run";
+    return "";
   }
   double fwd_tol() const override { return bf16() ? 1e-2 : kFwdTol; }
   double bwd_tol() const override { return bf16() ? 1e-2 : kBwdTol; }
   void init(Rng& rng) override {
     inputs = {{"inp", rng.uniform((size_t)N * I)}, {"w", rng.uniform((size_t)O * I)}};
   }
-  // out (pre-filled) = [out +] inp · wᵀ on the backend
-  F fwd(const F& pre, bool accumulate) const {
-    auto x = up_in(0), w = up_in(1), out = up(pre);
-    be->matmul_forward(out.data(), x.data(), w.data(), N, I, O, accumulate, p);
+  // out (pre-filled) = [out +] inp · wᵀ on the backend, for the first n rows of inp from row r0
+  F fwd(const F& pre, bool accumulate, int r0 = 0, int n = -1) const {
+    n = n < 0 ? N : n;
+    auto x = up(F(in(0).begin() + (size_t)r0 * I, in(0).begin() + (size_t)(r0 + n) * I));
+    auto w = up_in(1), out = up(pre);
+    if (frozen) be->set_inference_weights(w.data(), w.size(), bf16());
+    be->matmul_forward(out.data(), x.data(), w.data(), n, I, O, accumulate, p);
+    if (frozen) be->clear_inference_weights(w.data());
     return host(out);
   }
   // matmul_backward into pre-filled gradients; a null output when its flag is off
@@ -265,6 +280,17 @@ struct MatmulCase : OpCase {
     EXPECT_LE(e_dw, kFwdTol) << "matmul_backward dw";
     summary += fmt::format(" | fwd-accumulate {:.1e} null-grad {:.1e} dinp {:.1e} dw {:.1e}", e_acc,
                            e_null, e_dinp, e_dw);
+    const bool cpu = std::string(be->name()) == "cpu";
+    if (!frozen || !cpu || N > mohge::kMatvecMaxRows || !mohge::matvec_supported()) return;
+    // decode's kernel: a row's output does not depend on the rows beside it
+    const F all = fwd(F((size_t)N * O, NAN), false);
+    int differ = 0;
+    for (int r = 0; r < N; r++) {
+      const F one = fwd(F((size_t)O, NAN), false, r, 1);
+      differ += std::memcmp(one.data(), all.data() + (size_t)r * O, O * sizeof(float)) != 0;
+    }
+    EXPECT_EQ(differ, 0) << "rows whose output differs when computed alone";
+    summary += fmt::format(" rows-alone-differ {}", differ);
   }
 };
 
@@ -506,8 +532,14 @@ struct AttentionDecodeCase : OpCase {
   int N() const { return (int)seq.size(); }
   std::string op() const override { return "attention_decode"; }
   std::string shape() const override {
-    std::string rows;
-    for (int i = 0; i < N(); i++) rows += fmt::format(" {}@{}", seq[i], pos[i]);
+    std::string rows;  // a run of more than 4 consecutive positions as s@first-last
+    for (int i = 0; i < N();) {
+      int j = i + 1;
+      while (j < N() && seq[j] == seq[i] && pos[j] == pos[j - 1] + 1) j++;
+      if (j - i <= 4) j = i + 1;  // short runs row by row
+      rows += j - i > 1 ? fmt::format(" {}@{}-{}", seq[i], pos[i], pos[j - 1]) : fmt::format(" {}@{}", seq[i], pos[i]);
+      i = j;
+    }
     return fmt::format("S={} L={} H={} KVH={} hd={} rows{}", S, max_len, H, KVH, hd, rows);
   }
   bool has_backward() const override { return false; }
@@ -861,6 +893,16 @@ Row row(A... a) {
   return {name, [=] { return std::make_unique<Case>(a...); }};
 }
 
+Ints iota(int from, int n) {
+  Ints x(n);
+  std::iota(x.begin(), x.end(), from);
+  return x;
+}
+Ints ints_then(Ints x, int last) {
+  x.push_back(last);
+  return x;
+}
+
 std::vector<Row> all_cases() {
   return {
       row<MatmulCase>(1, 1, 1),
@@ -868,6 +910,16 @@ std::vector<Row> all_cases() {
       row<MatmulCase>(70, 64, 96),
       row<MatmulCase>(13, 17, 11, mohge::Precision::bf16),
       row<MatmulCase>(300, 256, 96, mohge::Precision::bf16),
+      // decode's shapes over frozen weights (kernels/matvec.h): one token, a batch of sequences,
+      // the most rows the kernel takes; row, column and output tails; threads split the outputs
+      row<MatmulCase>(1, 256, 256, mohge::Precision::fp32, true),
+      row<MatmulCase>(5, 1000, 70, mohge::Precision::fp32, true),
+      row<MatmulCase>(32, 256, 1024, mohge::Precision::fp32, true),
+      row<MatmulCase>(3, 17, 5, mohge::Precision::fp32, true),
+      row<MatmulCase>(33, 64, 96, mohge::Precision::fp32, true),  // past the kernel: the GEMM
+      row<MatmulCase>(1, 256, 1024, mohge::Precision::bf16, true),
+      row<MatmulCase>(7, 1001, 13, mohge::Precision::bf16, true),  // odd I: a half bf16 pair
+      row<MatmulCase>(32, 512, 96, mohge::Precision::bf16, true),
       row<EmbeddingCase>(1, 1, 1),
       row<EmbeddingCase>(20, 7, 5),
       row<EmbeddingCase>(130, 50, 33),
@@ -894,6 +946,9 @@ std::vector<Row> all_cases() {
       // prefill: rows of one sequence at consecutive positions, beside another sequence, MQA
       row<AttentionDecodeCase>(2, 70, 4, 1, 8, Ints{1, 1, 1, 1, 0}, Ints{3, 4, 5, 6, 69}),
       row<AttentionDecodeCase>(2, 9, 3, 3, 64, Ints{1, 0}, Ints{8, 2}),  // MHA, hd 64
+      // a 70-row prompt chunk at positions 200.. (query tiles of 64 + 6, key tiles of 256 + 14)
+      // beside a token at the end of a 300-long cache
+      row<AttentionDecodeCase>(2, 300, 4, 2, 16, ints_then(Ints(70, 0), 1), ints_then(iota(200, 70), 299)),
       row<SwiGLUCase>(1, 3.f),
       row<SwiGLUCase>(1001, 12.f),  // includes gates ±100 and 0
       row<CrossEntropyCase>(1, 2, 1.f, 1.f),

@@ -55,6 +55,16 @@ class Backend {
   virtual void zero(void* p, size_t bytes) = 0;
   virtual void synchronize() = 0;
 
+  // ---- inference weights ----
+  // Declares the n floats at w (a model's parameters) frozen until clear_inference_weights(w):
+  // no backward and no update will touch them. matmul_forward with a weight inside them may then
+  // use kernels that training must not (the CPU's small-N matrix–vector kernel, kernels/matvec.h,
+  // sums in another order than the GEMM). bf16: the backend also keeps them as bfloat16 (gemm.h's
+  // rounding), read by the p = bf16 products with half the bytes. Ranges must not overlap.
+  // Default: nothing (a backend without such kernels computes as for training).
+  virtual void set_inference_weights(const float* w, size_t n, bool bf16) {}
+  virtual void clear_inference_weights(const float* w) {}
+
   // ---- dense ops ----
   // out[N,O] = inp[N,I] · w[O,I]ᵀ (w shaped like torch.nn.Linear); accumulate adds into out.
   // p = bf16: inputs rounded to bfloat16, sums in fp32 (gemm.h).

@@ -2,10 +2,13 @@
 // the backend registry. The CPU backend is the truth every other backend is tested against.
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <shared_mutex>
 
 #include "core/error.h"
 #include "kernels/backend.h"
+#include "kernels/matvec.h"
 #include "kernels/ops.h"
 #ifdef MOHGE_HAVE_CUDA
 #include <dlfcn.h>
@@ -39,8 +42,36 @@ class CpuBackend final : public Backend {
   }
   void synchronize() override {}  // every op has finished when it returns
 
+  void set_inference_weights(const float* w, size_t n, bool bf16) override {
+    Frozen f{n, {}};
+    if (bf16) {
+      MOHGE_CHECK(matvec_bf16_supported(), "bf16 weights need a CPU with AVX512-BF16 and a build for "
+                  "it (-march=native; this one has none): use fp32 weights");
+      f.bf16.resize(n);
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < n; i++) f.bf16[i] = bf16_from_float(w[i]);
+    }
+    std::unique_lock lock(frozen_mu_);
+    frozen_[w] = std::move(f);
+  }
+  void clear_inference_weights(const float* w) override {
+    std::unique_lock lock(frozen_mu_);
+    frozen_.erase(w);
+  }
+
+  // A few rows over frozen weights: the matrix–vector kernel (bf16 weights when the product is
+  // bf16 and the backend holds them so); everything else, training included, through the GEMM.
   void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                       bool accumulate, Precision p) override {
+    if (N <= kMatvecMaxRows && matvec_supported()) {
+      std::shared_lock lock(frozen_mu_);
+      auto it = frozen_.upper_bound(w);  // the range starting at or before w, if w is in it
+      if (it != frozen_.begin() && (--it, w < it->first + it->second.n)) {
+        if (p == Precision::fp32) return matvec(out, inp, w, N, I, O, accumulate);
+        if (!it->second.bf16.empty())
+          return matvec(out, inp, it->second.bf16.data() + (w - it->first), N, I, O, accumulate);
+      }
+    }
     mohge::matmul_forward(out, inp, w, N, I, O, accumulate, p);
   }
   void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
@@ -117,6 +148,15 @@ class CpuBackend final : public Backend {
                   const AdamWStep& s) override {
     mohge::adamw_step(w, g, m, v, segs, s);
   }
+
+ private:
+  // Frozen weight ranges by their first element, with their bf16 copies when asked for.
+  struct Frozen {
+    size_t n;
+    std::vector<uint16_t> bf16;
+  };
+  std::shared_mutex frozen_mu_;
+  std::map<const float*, Frozen> frozen_;
 };
 
 }  // namespace

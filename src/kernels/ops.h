@@ -54,6 +54,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 // q[N,H,hd] -> out[N,H,hd]; kcache/vcache[S,max_len,KVH,hd] hold S sequences. Row i is a query of
 // sequence seq[i] at position pos[i]: it attends to that sequence's keys 0..pos[i] (causal), which
 // must be in the cache already (0 ≤ pos[i] < max_len). GQA as in attention_forward. Forward only.
+// Computed as attention_forward is: rows of one sequence at consecutive positions form tiles of up
+// to 64 queries whose scores and outputs are GEMMs over key tiles (online softmax); the threads
+// split the (tile, head) pairs, each row being one pair's, so the result does not depend on the
+// thread count, and a decoded token (a tile of its own) not on the other sequences of the batch.
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
                       const int32_t* seq, const int32_t* pos, int N, int max_len, int H, int KVH,
                       int hd);

@@ -125,6 +125,45 @@ static void attention_scores(float* S, const float* Q, int qs, const float* K, i
   }
 }
 
+// One head of causal attention for the nr ≤ kAttnRows queries Q (rows of stride qs) at positions
+// p0 .. p0+nr-1 over the keys 0 .. p0+nr-1 of K and V (rows of stride ks): O (stride qs) and, when
+// lse is not null, each row's log-sum-exp. Key tiles with an online softmax; S is the tile scratch.
+static void attention_rows(float* O, float* lse, const float* Q, const float* K, const float* V, int qs,
+                           int ks, int p0, int nr, int hd, float scale, float* S) {
+  float mx[kAttnRows], sum[kAttnRows];  // running max and Σ exp(score − max) per row
+  const int r1 = p0 + nr;
+  for (int c0 = 0; c0 < r1; c0 += kAttnCols) {
+    const int nc = std::min(r1 - c0, kAttnCols);
+    attention_scores(S, Q, qs, K, ks, p0, nr, c0, nc, hd, scale);
+    // online softmax: the first tile holds key 0, so every max is finite from then on
+    for (int i = 0; i < nr; i++) {
+      float* row = S + (int64_t)i * nc;
+      float m = c0 == 0 ? -INFINITY : mx[i];
+#pragma omp simd reduction(max : m)
+      for (int j = 0; j < nc; j++) m = std::max(m, row[j]);
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int j = 0; j < nc; j++) s += (row[j] = exp_approx(row[j] - m));
+      if (c0 == 0) {
+        sum[i] = s;
+      } else {  // rescale what earlier tiles summed to the new max
+        const float corr = exp_approx(mx[i] - m);
+        sum[i] = sum[i] * corr + s;
+        float* o = O + (int64_t)i * qs;
+        for (int d = 0; d < hd; d++) o[d] *= corr;
+      }
+      mx[i] = m;
+    }
+    gemm(false, false, nr, hd, nc, 1.0f, S, nc, V + (int64_t)c0 * ks, ks, c0 == 0 ? 0.0f : 1.0f, O, qs);
+  }
+  for (int i = 0; i < nr; i++) {
+    const float inv = 1.0f / sum[i];
+    float* o = O + (int64_t)i * qs;
+    for (int d = 0; d < hd; d++) o[d] *= inv;
+    if (lse) lse[i] = mx[i] + std::log(sum[i]);
+  }
+}
+
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int B, int T, int H, int KVH, int hd) {
   const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
@@ -133,49 +172,15 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 #pragma omp parallel
   {
     std::vector<float> S((size_t)kAttnRows * kAttnCols);
-    float mx[kAttnRows], sum[kAttnRows];  // running max and Σ exp(score − max) per row
     // every (batch, head, query tile) writes only its own rows of out and lse
 #pragma omp for collapse(3) schedule(dynamic)
     for (int b = 0; b < B; b++)
       for (int h = 0; h < H; h++)
         for (int tile = 0; tile < row_tiles; tile++) {
-          const int r0 = tile * kAttnRows, r1 = std::min(T, r0 + kAttnRows), nr = r1 - r0;
-          const float* Q = q + ((int64_t)b * T + r0) * qs + h * hd;
-          const float* K = k + (int64_t)b * T * ks + (h / rep) * hd;
-          const float* V = v + (int64_t)b * T * ks + (h / rep) * hd;
-          float* O = out + ((int64_t)b * T + r0) * qs + h * hd;
-          for (int c0 = 0; c0 < r1; c0 += kAttnCols) {
-            const int nc = std::min(r1 - c0, kAttnCols);
-            attention_scores(S.data(), Q, qs, K, ks, r0, nr, c0, nc, hd, scale);
-            // online softmax: the first tile holds key 0, so every max is finite from then on
-            for (int i = 0; i < nr; i++) {
-              float* row = S.data() + (int64_t)i * nc;
-              float m = c0 == 0 ? -INFINITY : mx[i];
-#pragma omp simd reduction(max : m)
-              for (int j = 0; j < nc; j++) m = std::max(m, row[j]);
-              float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-              for (int j = 0; j < nc; j++) s += (row[j] = exp_approx(row[j] - m));
-              if (c0 == 0) {
-                sum[i] = s;
-              } else {  // rescale what earlier tiles summed to the new max
-                const float corr = exp_approx(mx[i] - m);
-                sum[i] = sum[i] * corr + s;
-                float* o = O + (int64_t)i * qs;
-                for (int d = 0; d < hd; d++) o[d] *= corr;
-              }
-              mx[i] = m;
-            }
-            gemm(false, false, nr, hd, nc, 1.0f, S.data(), nc, V + (int64_t)c0 * ks, ks,
-                 c0 == 0 ? 0.0f : 1.0f, O, qs);
-          }
-          float* L = lse + ((int64_t)b * H + h) * T + r0;
-          for (int i = 0; i < nr; i++) {
-            const float inv = 1.0f / sum[i];
-            float* o = O + (int64_t)i * qs;
-            for (int d = 0; d < hd; d++) o[d] *= inv;
-            L[i] = mx[i] + std::log(sum[i]);
-          }
+          const int r0 = tile * kAttnRows, nr = std::min(T - r0, kAttnRows);
+          const int64_t at = ((int64_t)b * T + r0) * qs + h * hd, kv = (int64_t)b * T * ks + (h / rep) * hd;
+          attention_rows(out + at, lse + ((int64_t)b * H + h) * T + r0, q + at, k + kv, v + kv, qs, ks, r0, nr,
+                         hd, scale, S.data());
         }
   }
 }
@@ -250,42 +255,25 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
                       int hd) {
   const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
   const float scale = 1.0f / std::sqrt((float)hd);
-  // One task per (row, kv head): the rep query heads of a kv head read its keys and values once.
+  // Tiles of up to kAttnRows rows of one sequence at consecutive positions (a prompt's rows, or one
+  // decoded token): a tile's queries share their keys, so its scores are one GEMM per key tile.
+  std::vector<int> tile_row0;
+  for (int i = 0; i < N; i++)
+    if (i == 0 || seq[i] != seq[i - 1] || pos[i] != pos[i - 1] + 1 || i - tile_row0.back() == kAttnRows)
+      tile_row0.push_back(i);
+  const int tiles = (int)tile_row0.size();
+  tile_row0.push_back(N);
 #pragma omp parallel
   {
-    std::vector<float> scores((size_t)rep * max_len);
+    std::vector<float> S((size_t)kAttnRows * kAttnCols);
+    // every (tile, head) writes only its own rows of out; each row is one task's, in a fixed order
 #pragma omp for collapse(2) schedule(dynamic)
-    for (int i = 0; i < N; i++)
-      for (int kh = 0; kh < KVH; kh++) {
-        const int L = pos[i] + 1;
-        const float* K = kcache + (int64_t)seq[i] * max_len * ks + kh * hd;
-        const float* V = vcache + (int64_t)seq[i] * max_len * ks + kh * hd;
-        for (int r = 0; r < rep; r++) {
-          const int h = kh * rep + r;
-          const float* Q = q + (int64_t)i * qs + h * hd;
-          float* s = scores.data() + (size_t)r * max_len;
-          for (int t = 0; t < L; t++) {
-            const float* k = K + (int64_t)t * ks;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int j = 0; j < hd; j++) dot += Q[j] * k[j];
-            s[t] = dot * scale;
-          }
-          float mx = s[0];
-#pragma omp simd reduction(max : mx)
-          for (int t = 1; t < L; t++) mx = std::max(mx, s[t]);
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int t = 0; t < L; t++) sum += (s[t] = exp_approx(s[t] - mx));
-          const float inv = 1.0f / sum;
-          float* O = out + (int64_t)i * qs + h * hd;
-          std::fill(O, O + hd, 0.0f);
-          for (int t = 0; t < L; t++) {
-            const float p = s[t] * inv, *v = V + (int64_t)t * ks;
-#pragma omp simd
-            for (int j = 0; j < hd; j++) O[j] += p * v[j];
-          }
-        }
+    for (int t = 0; t < tiles; t++)
+      for (int h = 0; h < H; h++) {
+        const int i0 = tile_row0[t], nr = tile_row0[t + 1] - i0;
+        const int64_t at = (int64_t)i0 * qs + h * hd, kv = (int64_t)seq[i0] * max_len * ks + (h / rep) * hd;
+        attention_rows(out + at, nullptr, q + at, kcache + kv, vcache + kv, qs, ks, pos[i0], nr, hd, scale,
+                       S.data());
       }
   }
 }

@@ -1,0 +1,162 @@
+// defines: the matvec kernels of kernels/matvec.h (AVX-512 intrinsics, OpenMP over output rows)
+#include "kernels/matvec.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/gemm.h"
+
+namespace mohge {
+
+bool matvec_supported() {
+#ifdef __AVX512F__
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool matvec_bf16_supported() {
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+#ifdef __AVX512F__
+// GCC 12's AVX-512 headers make "undefined" vectors by self-initialisation, which -Wuninitialized
+// reports inside the shuffles below (GCC bug 105593, fixed in 13): not a bug here.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace {
+
+// One 512-bit step of a dot product over elements of type T: fp32 reads 16 floats and FMAs them;
+// bf16 reads 32 bfloat16 (16 pairs) and vdpbf16ps adds each pair's two products to an fp32 lane.
+// Loads past the row end are masked to zero, so a row of any length sums the same lanes.
+template <class T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  static constexpr int n = 16;
+  static __m512 load(const float* p, int left) {
+    return _mm512_maskz_loadu_ps(left >= n ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1), p);
+  }
+  static __m512 fma(__m512 acc, __m512 x, __m512 w) { return _mm512_fmadd_ps(x, w, acc); }
+};
+#ifdef __AVX512BF16__
+template <>
+struct Lanes<uint16_t> {
+  static constexpr int n = 32;
+  static __m512 load(const uint16_t* p, int left) {
+    const __mmask32 m = left >= n ? (__mmask32)0xffffffffu : (__mmask32)((1ull << left) - 1);
+    return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, p));
+  }
+  static __m512 fma(__m512 acc, __m512 x, __m512 w) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(x), (__m512bh)_mm512_castps_si512(w));
+  }
+};
+#endif
+
+// Σ of the 16 lanes, in a fixed order (halves, quarters, then within 128 bits).
+inline float lane_sum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+  __m128 x = _mm512_castps512_ps128(v);
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+// out[n,o] (+)= Σ_i x[n,i]·w[o,i] for the RN rows x (stride I) and RO weight rows w (stride I):
+// RO·RN accumulators, each weight vector loaded once for the RN rows.
+template <class T, int RO, int RN>
+void tile(float* out, int ldo, const T* x, const T* w, int I, bool accumulate) {
+  using L = Lanes<T>;
+  __m512 acc[RO][RN];
+  for (int r = 0; r < RO; r++)
+    for (int n = 0; n < RN; n++) acc[r][n] = _mm512_setzero_ps();
+  for (int i = 0; i < I; i += L::n) {
+    const int left = I - i;
+    __m512 wv[RO];
+    for (int r = 0; r < RO; r++) wv[r] = L::load(w + (int64_t)r * I + i, left);
+    for (int n = 0; n < RN; n++) {
+      const __m512 xv = L::load(x + (int64_t)n * I + i, left);
+      for (int r = 0; r < RO; r++) acc[r][n] = L::fma(acc[r][n], xv, wv[r]);
+    }
+  }
+  for (int n = 0; n < RN; n++)
+    for (int r = 0; r < RO; r++) {
+      const float s = lane_sum(acc[r][n]);
+      float& o = out[(int64_t)n * ldo + r];
+      o = accumulate ? o + s : s;
+    }
+}
+
+// The tile for ro ∈ {1, 4} weight rows and rn ∈ [1, 4] input rows.
+template <class T, int RO>
+void tile_rows(int rn, float* out, int ldo, const T* x, const T* w, int I, bool accumulate) {
+  switch (rn) {
+    case 1: return tile<T, RO, 1>(out, ldo, x, w, I, accumulate);
+    case 2: return tile<T, RO, 2>(out, ldo, x, w, I, accumulate);
+    case 3: return tile<T, RO, 3>(out, ldo, x, w, I, accumulate);
+    default: return tile<T, RO, 4>(out, ldo, x, w, I, accumulate);
+  }
+}
+
+template <class T>
+void matvec_tiles(float* out, const T* x, const T* w, int N, int I, int O, bool accumulate) {
+  constexpr int RO = 4, RN = 4;
+  const int blocks = (O + RO - 1) / RO;
+  // Threads take contiguous runs of output rows, so each streams its slice of w once; small
+  // products (router gates) are not worth waking the other threads for.
+  const bool parallel = !omp_in_parallel() && (int64_t)O * I >= 16384;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int b = 0; b < blocks; b++) {
+    const int o0 = b * RO;
+    for (int n0 = 0; n0 < N; n0 += RN) {
+      const int rn = std::min(RN, N - n0);
+      float* o = out + (int64_t)n0 * O + o0;
+      const T* xn = x + (int64_t)n0 * I;
+      if (o0 + RO <= O) {
+        tile_rows<T, RO>(rn, o, O, xn, w + (int64_t)o0 * I, I, accumulate);
+      } else {
+        for (int r = o0; r < O; r++) tile_rows<T, 1>(rn, o + (r - o0), O, xn, w + (int64_t)r * I, I, accumulate);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void matvec(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) {
+  matvec_tiles(out, inp, w, N, I, O, accumulate);
+}
+
+void matvec(float* out, const float* inp, const uint16_t* w, int N, int I, int O, bool accumulate) {
+#ifdef __AVX512BF16__
+  // the inputs rounded to bf16 once (N ≤ kMatvecMaxRows rows: a few KB)
+  thread_local std::vector<uint16_t> x16;
+  x16.resize((size_t)N * I);
+  for (size_t i = 0; i < x16.size(); i++) x16[i] = bf16_from_float(inp[i]);
+  matvec_tiles(out, x16.data(), w, N, I, O, accumulate);
+#else
+  fail("bf16 weights need a CPU with AVX512-BF16 and a build for it (-march=native): use fp32 weights");
+#endif
+}
+
+#else  // no AVX-512: matvec_supported() is false and the backend uses the GEMM instead
+
+void matvec(float*, const float*, const float*, int, int, int, bool) {
+  fail("matvec needs AVX-512 (this build has none)");
+}
+void matvec(float*, const float*, const uint16_t*, int, int, int, bool) {
+  fail("bf16 weights need a CPU with AVX512-BF16 and a build for it (-march=native): use fp32 weights");
+}
+
+#endif
+
+}  // namespace mohge
