@@ -1,5 +1,9 @@
 // bench_infer: inference speed of one config on a randomly initialised model, as JSON.
 //   bench_infer [CONFIG.toml] [--set k=v ...] [--prompt N] [--context N] [--steps N] [--seqs 1,8,32]
+//               [--weights-dtype fp32|bf16] [--training-kernels]
+// The model is frozen for inference as generate and serve run it (Model::freeze_for_inference:
+// decode's products through the matrix–vector kernel, bf16 weights with --weights-dtype bf16);
+// --training-kernels leaves it unfrozen, every product through the GEMM, for comparison.
 // prefill: `generate` on an N-token prompt with one new token (the prompt's batched prefill, then
 //   one greedy pick), against an eval forward of the same N tokens and the batched eval forward of
 //   the config's training batch [batch_size, seq_len] — the rate prefill is measured against.
@@ -65,7 +69,8 @@ static double decode_tokens_per_s(const Model& m, int S, int context, int steps,
 
 int main(int argc, char** argv) {
   try {
-    std::string config, seqs_arg = "1,8,32";
+    std::string config, seqs_arg = "1,8,32", weights_dtype;
+    bool training_kernels = false;
     std::vector<std::string> sets;
     int prompt_len = 240, context = 64, steps = 32;
     for (int i = 1; i < argc; i++) {
@@ -75,6 +80,8 @@ int main(int argc, char** argv) {
       else if (a == "--context" && i + 1 < argc) context = std::stoi(argv[++i]);
       else if (a == "--steps" && i + 1 < argc) steps = std::stoi(argv[++i]);
       else if (a == "--seqs" && i + 1 < argc) seqs_arg = argv[++i];
+      else if (a == "--weights-dtype" && i + 1 < argc) weights_dtype = argv[++i];
+      else if (a == "--training-kernels") training_kernels = true;
       else if (a[0] != '-') config = a;
       else fail("unknown argument {}", a);
     }
@@ -83,8 +90,10 @@ int main(int argc, char** argv) {
                 prompt_len, rc.model.max_seq_len);
     MOHGE_CHECK(context > 0 && steps > 0 && context + steps <= rc.model.max_seq_len,
                 "--context {} + --steps {} must fit max_seq_len {}", context, steps, rc.model.max_seq_len);
+    if (!weights_dtype.empty()) rc.model.matmul_precision = precision_from_string(weights_dtype, "--weights-dtype");
     Model model(rc.model);
     model.init_weights(rc.train.seed);
+    if (!training_kernels) model.freeze_for_inference();
     const int V = rc.model.vocab_size, B = rc.train.batch_size, T = rc.train.seq_len;
     std::mt19937_64 rng(1);
 
@@ -108,6 +117,7 @@ int main(int argc, char** argv) {
         {"config", config.empty() ? "<defaults>" : config},
         {"overrides", sets},
         {"matmul_precision", precision_name(rc.model.matmul_precision)},
+        {"kernels", training_kernels ? "training (GEMM)" : "inference"},
         {"threads", omp_get_max_threads()},
         {"params", model.params.count()},
         {"prefill", {{"prompt_tokens", prompt_len},

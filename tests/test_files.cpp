@@ -131,6 +131,33 @@ TEST(Safetensors, ValidFilesLoadWithAnyHeaderLength) {
   }
 }
 
+// map: the file's own bytes when its data starts 8-byte aligned (what safetensors_write makes),
+// read as load does otherwise; the same tensors and checks either way.
+TEST(Safetensors, MapUsesTheFileWhenItsDataIsAligned) {
+  for (const std::string pad : {"", " ", "   "}) {
+    const float w[2] = {1.5f, -2.0f};
+    std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})" + pad;
+    uint64_t n = header.size();
+    TmpDir d;
+    std::ofstream(d / "w.safetensors", std::ios::binary)
+        << std::string(reinterpret_cast<const char*>(&n), 8) + header + std::string((const char*)w, 8);
+    auto st = SafetensorsFile::map(d / "w.safetensors");
+    EXPECT_EQ(st.mapped(), (8 + n) % 8 == 0) << "header of " << n << " bytes";
+    const float* x = st.f32("w", {2});
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(x) % 8, 0u);
+    EXPECT_EQ(x[0], 1.5f);
+    EXPECT_EQ(x[1], -2.0f);
+  }
+  TmpDir d;
+  EXPECT_ERROR(SafetensorsFile::map(d / "none.safetensors"), "cannot open");
+  std::vector<float> bad(5, 1.0f);
+  bad[4] = std::nanf("");
+  safetensors_write(d / "nan.safetensors", {{"w", "F32", {5}, bad.data(), bad.size() * 4}});
+  auto st = SafetensorsFile::map(d / "nan.safetensors");
+  EXPECT_TRUE(st.mapped());
+  EXPECT_ERROR(st.f32("w", {5}), "tensor 'w' holds a non-finite value (nan) at flat index 4");
+}
+
 TEST(Safetensors, NonFiniteF32TensorsAreRefusedNamingTheIndex) {
   for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
     std::vector<float> w(37, 0.25f);
@@ -176,6 +203,8 @@ TEST(CheckpointFiles, NanWeightRefusesToLoad) {
     model_save(ck.dir.str(), *m);
   }
   EXPECT_ERROR(model_load(ck.dir.str()), "tensor 'model.norm.weight' holds a non-finite value (nan) at flat index 3");
+  // memory-mapped for inference, the weights are checked all the same
+  EXPECT_ERROR(model_load_inference(ck.dir.str()), "tensor 'model.norm.weight' holds a non-finite value (nan) at flat index 3");
 }
 
 TEST(CheckpointFiles, DirectoryWhereAFileBelongsIsNamed) {
@@ -183,6 +212,7 @@ TEST(CheckpointFiles, DirectoryWhereAFileBelongsIsNamed) {
   fs::remove(ck.dir / "model.safetensors");
   fs::create_directories(ck.dir / "model.safetensors");
   EXPECT_ERROR(model_load(ck.dir.str()), "model.safetensors is a directory, expected a file");
+  EXPECT_ERROR(model_load_inference(ck.dir.str()), "model.safetensors is a directory, expected a file");
   EXPECT_ERROR(read_file_text(ck.dir.str()), "is a directory");
 }
 

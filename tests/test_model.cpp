@@ -22,6 +22,7 @@
 #include "core/fileio.h"
 #include "core/safetensors.h"
 #include "eval/generate.h"
+#include "kernels/matvec.h"
 #include "model/ffn_moe.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -929,6 +930,83 @@ TEST_P(BatchedDecode, SequencesAtDifferentPositionsEqualEachAlone) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, BatchedDecode, ::testing::Values("dense", "mohge"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// Logits of sequence s after feeding it toks (one prefill of P tokens, then one token per step),
+// in a decode context of S sequences where all S are fed the same way in every batch.
+std::vector<std::vector<float>> decode_logits(const Model& m, const std::vector<std::vector<int32_t>>& toks, int P) {
+  const int S = (int)toks.size(), T = (int)toks[0].size(), V = m.cfg.vocab_size;
+  Context ctx(m, Mode::decode, S, T);
+  std::vector<std::vector<float>> out(S);
+  for (int t = 0; t < T; t = t == 0 ? P : t + 1) {
+    const int n = t == 0 ? P : 1;
+    std::vector<int32_t> rows, seqs;
+    for (int s = 0; s < S; s++)
+      for (int j = 0; j < n; j++) rows.push_back(toks[s][t + j]), seqs.push_back(s);
+    m.decode(ctx, rows.data(), seqs.data(), (int)rows.size());
+    for (int s = 0; s < S; s++) out[s].insert(out[s].end(), ctx.seq_logits(s), ctx.seq_logits(s) + V);
+  }
+  return out;
+}
+
+class InferenceLoad : public ::testing::TestWithParam<const char*> {};
+
+// model_load_inference: the checkpoint's weights memory-mapped, no gradients, frozen (decode's
+// products through kernels/matvec.h). Its decoding equals the training kernels' to 1e-5; a
+// sequence decodes to the same bits alone or batched with others; a file laid out otherwise is
+// copied, to the same bits; bf16 weights change the logits by less than 2% of their range.
+TEST_P(InferenceLoad, MappedFrozenWeightsDecodeAsTheTrainedModel) {
+  ModelConfig cfg = tiny_config(GetParam());
+  Model m(cfg);
+  randomize(m, 31);
+  TmpDir dir;
+  model_save(dir.str(), m);
+  auto inf = model_load_inference(dir.str());
+  EXPECT_TRUE(inf->params.adopted()) << "model_save's layout is the model's: mapped";
+  EXPECT_FALSE(inf->params.has_grads());
+  EXPECT_TRUE(m.params.has_grads());
+
+  const int S = 3, T = 10, P = 4, V = cfg.vocab_size;
+  std::vector<std::vector<int32_t>> toks;
+  for (int s = 0; s < S; s++) toks.push_back(random_tokens(T, V, 400 + s));
+  const auto want = decode_logits(m, toks, P), got = decode_logits(*inf, toks, P);
+  for (int s = 0; s < S; s++) {
+    expect_logits_near(got[s].data(), want[s].data(), (int)want[s].size(), 1e-5, "sequence " + std::to_string(s));
+    const auto alone = decode_logits(*inf, {toks[s]}, P)[0];
+    EXPECT_EQ(std::memcmp(alone.data(), got[s].data(), alone.size() * 4), 0) << "sequence " << s << " alone vs batched";
+  }
+
+  // tensors in another order: not the model's layout, so copied; the same weights
+  std::vector<TensorView> ts;
+  for (auto& p : m.params.infos()) ts.push_back({p.name, "F32", p.shape, m.params.all_data() + p.offset, (size_t)p.numel * 4});
+  std::reverse(ts.begin(), ts.end());
+  TmpDir other;
+  fs::copy_file(dir / "config.json", other / "config.json");
+  safetensors_write(other / "model.safetensors", ts);
+  auto copied = model_load_inference(other.str());
+  EXPECT_FALSE(copied->params.adopted());
+  EXPECT_FALSE(copied->params.has_grads());
+  const auto got_copied = decode_logits(*copied, toks, P);
+  for (int s = 0; s < S; s++) EXPECT_EQ(std::memcmp(got_copied[s].data(), got[s].data(), got[s].size() * 4), 0);
+
+  if (!matvec_bf16_supported() || !bf16_supported()) {
+    EXPECT_ERROR(model_load_inference(dir.str(), cpu_backend(), "bf16"), "AVX512-BF16");
+    return;
+  }
+  auto bf = model_load_inference(dir.str(), cpu_backend(), "bf16");
+  EXPECT_EQ(bf->cfg.matmul_precision, Precision::bf16);
+  const auto got_bf = decode_logits(*bf, toks, P);
+  double lmax = 0, ldiff = 0;
+  for (int s = 0; s < S; s++)
+    for (size_t i = 0; i < got[s].size(); i++)
+      lmax = std::max(lmax, (double)std::abs(got[s][i])), ldiff = std::max(ldiff, (double)std::abs(got_bf[s][i] - got[s][i]));
+  std::printf("%s bf16 weights vs fp32: max logit diff %.2e of max |logit| %.2f\n", GetParam(), ldiff, lmax);
+  EXPECT_GT(ldiff, 0.0) << "bf16 weights gave bit-identical logits: not in effect";
+  EXPECT_LT(ldiff, 2e-2 * lmax);
+  EXPECT_ERROR(model_load_inference(dir.str(), cpu_backend(), "fp16"), "--weights-dtype = \"fp16\": expected \"fp32\" or \"bf16\"");
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, InferenceLoad, ::testing::Values("dense", "moe", "mohge"),
                          [](const auto& info) { return std::string(info.param); });
 
 // Decode batches that cannot be run are errors that leave the cache as it was.

@@ -1,4 +1,5 @@
-// defines: add_action, run_selected — deferred subcommand actions; add_backend_option
+// defines: add_action, run_selected — deferred subcommand actions; add_backend_option,
+//          add_weights_dtype_option
 #include <map>
 
 #include "cli/commands.h"
@@ -22,6 +23,13 @@ void add_backend_option(CLI::App* sub, std::string& name) {
   sub->add_option("--backend", name, "compute backend")
       ->capture_default_str()
       ->check(CLI::IsMember(backend_names()));
+}
+
+void add_weights_dtype_option(CLI::App* sub, std::string& dtype) {
+  sub->add_option("--weights-dtype", dtype,
+                  "weights and matmul precision: fp32 | bf16 (converted at load; bf16 needs AVX512-BF16); "
+                  "default: the checkpoint's")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
 }
 
 void set_exit_status(int status) { exit_status() = status; }

@@ -61,10 +61,12 @@ void register_infer_commands(CLI::App& app) {
   add_backend_option(gen, g_backend);
   static bool g_replace = false;
   gen->add_flag("--replace-invalid-utf8", g_replace, kReplaceInvalidUtf8Help);
+  static std::string g_weights;
+  add_weights_dtype_option(gen, g_weights);
   add_action(gen, [] {
     utf8_validate(g_prompt, invalid_utf8_policy(g_replace), "--prompt", 1, 0);
     std::string dir = checkpoint_resolve(g_ckpt);
-    auto model = model_load(dir, backend_get(g_backend));
+    auto model = model_load_inference(dir, backend_get(g_backend), g_weights);
     Tokenizer tok = checkpoint_tokenizer(dir);
     check_tokenizer_fits_model(tok, dir + "/tokenizer.model", model->cfg.vocab_size);
     SamplingOptions o = g_opt;

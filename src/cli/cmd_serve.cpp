@@ -13,6 +13,7 @@ void register_serve_commands(CLI::App& app) {
   cmd->add_option("--max-seqs", o.max_seqs, "sequences decoded together in one batch")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--queue", o.queue, "requests waiting beyond the free sequences; more get 429")->capture_default_str()->check(CLI::Range(0, 65536));
   cmd->add_option("--drain-seconds", o.drain_seconds, "on SIGTERM, how long running requests may finish")->capture_default_str()->check(CLI::NonNegativeNumber);
+  add_weights_dtype_option(cmd, o.weights_dtype);
   add_action(cmd, [] { serve(o); });
 }
 

@@ -21,6 +21,8 @@ int run_selected(CLI::App& app);   // the exit status
 // --backend NAME on the commands that run a checkpoint (backend_names(): cpu | cuda), default cpu;
 // a backend that cannot run here is refused when the command runs, with the reason.
 void add_backend_option(CLI::App* sub, std::string& name);
+// --weights-dtype fp32|bf16 of the commands that run a checkpoint (model_load_inference)
+void add_weights_dtype_option(CLI::App* sub, std::string& dtype);
 // --replace-invalid-utf8, the same flag on every command that reads text (core/utf8.h)
 inline constexpr const char* kReplaceInvalidUtf8Help =
     "replace invalid UTF-8 in the input with U+FFFD instead of refusing it";

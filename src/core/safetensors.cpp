@@ -1,5 +1,10 @@
 #include "core/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -81,16 +86,53 @@ TensorView parse_entry(const std::string& path, const std::string& name, const n
 
 SafetensorsFile SafetensorsFile::load(const std::string& path) { return parse(read_file_bytes(path), path); }
 
-SafetensorsFile SafetensorsFile::parse(std::vector<char> bytes, const std::string& path) {
+SafetensorsFile SafetensorsFile::map(const std::string& path) {
+  // anything a mapping cannot take (no such file, a directory, an empty file, misaligned data)
+  // goes through load, which reads it or names the problem. MAP_POPULATE: every page is read at
+  // load anyway (the finiteness check), in one pass rather than a fault per page.
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return load(path);
+  struct stat sb;
+  void* p = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= 8
+                ? ::mmap(nullptr, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+                : MAP_FAILED;
+  ::close(fd);  // the mapping keeps the file
+  if (p == MAP_FAILED) return load(path);
+  const size_t size = (size_t)sb.st_size;
+  std::shared_ptr<const char> bytes(static_cast<const char*>(p), [size](const char* q) { ::munmap((void*)q, size); });
+  uint64_t hlen;
+  std::memcpy(&hlen, bytes.get(), 8);
+  if (hlen > size - 8 || (8 + hlen) % 8 != 0) return load(path);
+  SafetensorsFile f = index(std::move(bytes), size, path);
+  f.mapped_ = true;
+  return f;
+}
+
+SafetensorsFile SafetensorsFile::parse(std::vector<char> b, const std::string& path) {
+  // The data starts 8-byte aligned in memory whatever the header length (typed reads need it):
+  // after a header of another length it is moved up.
+  uint64_t hlen;
+  if (b.size() >= 8 && (std::memcpy(&hlen, b.data(), 8), hlen <= b.size() - 8)) {
+    const size_t data_start = 8 + hlen, data_size = b.size() - data_start;
+    if (const size_t pad = (8 - data_start % 8) % 8) {
+      b.resize(b.size() + pad);
+      std::memmove(b.data() + data_start + pad, b.data() + data_start, data_size);
+    }
+  }
+  auto owner = std::make_shared<std::vector<char>>(std::move(b));
+  return index(std::shared_ptr<const char>(owner, owner->data()), owner->size(), path);
+}
+
+SafetensorsFile SafetensorsFile::index(std::shared_ptr<const char> bytes, size_t size, const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
   f.bytes_ = std::move(bytes);
-  auto& b = f.bytes_;
-  MOHGE_CHECK(b.size() >= 8, "{}: not a safetensors file (only {} bytes)", path, b.size());
+  const char* b = f.bytes_.get();
+  MOHGE_CHECK(size >= 8, "{}: not a safetensors file (only {} bytes)", path, size);
   uint64_t hlen;
-  std::memcpy(&hlen, b.data(), 8);
-  MOHGE_CHECK(hlen <= b.size() - 8, "{}: truncated or corrupt (header length {} > file size {})", path, hlen,
-              b.size());
+  std::memcpy(&hlen, b, 8);
+  MOHGE_CHECK(hlen <= size - 8, "{}: truncated or corrupt (header length {} > file size {})", path, hlen,
+              size);
   MOHGE_CHECK(hlen <= kSafetensorsMaxHeader, "{}: corrupt safetensors header (length {} exceeds the format's {} bytes)",
               path, hlen, kSafetensorsMaxHeader);
   MOHGE_CHECK(hlen >= 2 && b[8] == '{', "{}: corrupt safetensors header (does not start with '{{')", path);
@@ -103,20 +145,14 @@ SafetensorsFile SafetensorsFile::parse(std::vector<char> bytes, const std::strin
   };
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(b.begin() + 8, b.begin() + 8 + (int64_t)hlen, unique_names);
+    header = nlohmann::json::parse(b + 8, b + 8 + hlen, unique_names);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: corrupt safetensors header ({})", path, e.what());
   }
   MOHGE_CHECK(header.is_object(), "{}: corrupt safetensors header (not a JSON object)", path);
 
-  // The data starts 8-byte aligned in memory whatever the header length (typed reads need it).
-  size_t data_start = 8 + hlen;
-  const size_t data_size = b.size() - data_start;
-  if (const size_t pad = (8 - data_start % 8) % 8) {
-    b.resize(b.size() + pad);
-    std::memmove(b.data() + data_start + pad, b.data() + data_start, data_size);
-    data_start += pad;
-  }
+  const size_t data_start = (8 + hlen + 7) / 8 * 8;  // where parse moved the data, or already is
+  const size_t data_size = size - data_start;
   struct Range {
     uint64_t begin, end;
     size_t tensor;
@@ -133,7 +169,7 @@ SafetensorsFile SafetensorsFile::parse(std::vector<char> bytes, const std::strin
     }
     uint64_t off[2];
     TensorView t = parse_entry(path, name, info, data_size, off);
-    t.data = b.data() + data_start + off[0];
+    t.data = b + data_start + off[0];
     ranges.push_back({off[0], off[1], f.tensors_.size()});
     f.index_[name] = f.tensors_.size();
     f.tensors_.push_back(std::move(t));

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ inline constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;  // the reference
 class SafetensorsFile {
  public:
   static SafetensorsFile load(const std::string& path);
+  // As load, but the file is memory-mapped read-only instead of read, when it can be (a regular
+  // file whose data starts 8-byte aligned, as safetensors_write makes it; otherwise it is read).
+  static SafetensorsFile map(const std::string& path);
   // The same checks on a file's bytes; `path` labels error messages.
   static SafetensorsFile parse(std::vector<char> bytes, const std::string& path);
   bool has(const std::string& name) const { return index_.count(name) > 0; }
@@ -38,10 +42,17 @@ class SafetensorsFile {
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }
+  // Whether the tensors' bytes are a read-only mapping of the file (map), and what keeps them
+  // alive: a TensorView's data stays valid while a copy of storage() is held.
+  bool mapped() const { return mapped_; }
+  const std::shared_ptr<const char>& storage() const { return bytes_; }
 
  private:
+  // The checks and the index over size bytes whose data region starts 8-byte aligned.
+  static SafetensorsFile index(std::shared_ptr<const char> bytes, size_t size, const std::string& path);
   std::string path_;
-  std::vector<char> bytes_;
+  std::shared_ptr<const char> bytes_;
+  bool mapped_ = false;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

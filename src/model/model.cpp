@@ -7,7 +7,8 @@
 
 namespace mohge {
 
-Model::Model(const ModelConfig& c, Backend& be, const ParallelGroups* groups) : cfg(c), params(be), be_(be) {
+Model::Model(const ModelConfig& c, Backend& be, const ParallelGroups* groups, bool allocate)
+    : cfg(c), params(be), be_(be) {
   cfg.validate();
   const int d = c.hidden_size, hd = c.head_dim(), qd = c.num_heads * hd, kvd = c.num_kv_heads * hd;
   const float std = (float)c.init_std, out_std = std / std::sqrt(2.0f * c.num_layers);
@@ -28,7 +29,7 @@ Model::Model(const ModelConfig& c, Backend& be, const ParallelGroups* groups) : 
   lm_id_ = c.tie_word_embeddings
                ? embed_id_
                : params.add("lm_head.weight", {c.vocab_size, d}, ParamInit::normal, std, true);
-  params.allocate();
+  if (allocate) params.allocate();
 }
 
 Model::~Model() = default;
@@ -171,6 +172,7 @@ void Model::backward(Context& ctx, float loss_scale) {
   check_context(ctx);
   MOHGE_CHECK(ctx.mode() == Mode::train, "backward needs a train context");
   MOHGE_CHECK(ctx.has_targets_, "backward called without a forward with targets");
+  MOHGE_CHECK(params.has_grads(), "backward: the model was loaded for inference (no gradients)");
   const int B = ctx.B_, T = ctx.T_, N = B * T, d = c.hidden_size, V = c.vocab_size, H = c.num_heads;
   const int KVH = c.num_kv_heads, hd = c.head_dim(), qd = H * hd, kvd = KVH * hd;
   Backend& be = be_;

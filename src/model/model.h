@@ -18,11 +18,17 @@ namespace mohge {
 
 class Model {
  public:
-  // Registers and allocates the parameters (zeros) on be; every op of the model runs on be.
-  // groups: this rank's place in a parallel job (make_ffn); null for one process.
-  explicit Model(const ModelConfig& cfg, Backend& be = cpu_backend(), const ParallelGroups* groups = nullptr);
+  // Registers and allocates the parameters (zeros, and their gradients) on be; every op of the
+  // model runs on be. groups: this rank's place in a parallel job (make_ffn); null for one process.
+  // allocate = false: registered only, for the caller to allocate or adopt (model_load_inference).
+  explicit Model(const ModelConfig& cfg, Backend& be = cpu_backend(), const ParallelGroups* groups = nullptr,
+                 bool allocate = true);
   ~Model();
   void init_weights(uint64_t seed) { params.init_weights(seed); }
+  // Inference from now on (generate, serve): the weights are frozen on the backend, which may
+  // then run decode's products through its inference kernels, with bfloat16 weights when the
+  // matmul precision is bf16 (ParamTable::freeze). No backward or update afterwards.
+  void freeze_for_inference() { params.freeze(cfg.matmul_precision == Precision::bf16); }
   // Start of an optimizer step: per-step routing statistics restart (see Ffn::routing).
   void begin_step() {
     for (auto& f : ffn_) f->begin_step();

@@ -31,19 +31,53 @@ nlohmann::json checkpoint_config_json(const std::string& dir) {
   }
 }
 
-void model_load_weights(const std::string& dir, Model& m, bool own_experts_only) {
-  auto st = SafetensorsFile::load(dir + "/model.safetensors");
-  for (auto& p : m.params.infos())
-    m.params.backend().upload(m.params.all_data() + p.offset, st.f32(p.name, p.shape), (size_t)p.numel * 4);
+// Every tensor of st is one of m's (or, own_experts_only, another rank's expert).
+static void check_no_unknown_tensors(const SafetensorsFile& st, const Model& m, bool own_experts_only) {
   for (auto& t : st.tensors())
     MOHGE_CHECK(m.params.find(t.name) >= 0 || (own_experts_only && t.name.find(".experts.") != std::string::npos),
                 "{}: tensor '{}' is not part of the model that config.json describes", st.path(),
                 t.name);
 }
 
+void model_load_weights(const std::string& dir, Model& m, bool own_experts_only) {
+  auto st = SafetensorsFile::load(dir + "/model.safetensors");
+  for (auto& p : m.params.infos())
+    m.params.backend().upload(m.params.all_data() + p.offset, st.f32(p.name, p.shape), (size_t)p.numel * 4);
+  check_no_unknown_tensors(st, m, own_experts_only);
+}
+
 std::unique_ptr<Model> model_load(const std::string& dir, Backend& be) {
   auto model = std::make_unique<Model>(model_config_from_json(checkpoint_config_json(dir), dir + "/config.json"), be);
   model_load_weights(dir, *model);
+  return model;
+}
+
+std::unique_ptr<Model> model_load_inference(const std::string& dir, Backend& be, const std::string& weights_dtype) {
+  ModelConfig cfg = model_config_from_json(checkpoint_config_json(dir), dir + "/config.json");
+  if (!weights_dtype.empty()) cfg.matmul_precision = precision_from_string(weights_dtype, "--weights-dtype");
+  auto model = std::make_unique<Model>(cfg, be, nullptr, /*allocate=*/false);
+  ParamTable& params = model->params;
+  auto st = SafetensorsFile::map(dir + "/model.safetensors");
+  // Every tensor is checked (shape, finite values) wherever it lies. The mapping is the weights
+  // themselves when the file holds them as allocate() would (model_save writes them in
+  // registration order; sizes that are multiples of 16 floats leave no padding between them).
+  const auto& infos = params.infos();
+  std::vector<const float*> src(infos.size());
+  for (size_t i = 0; i < infos.size(); i++) src[i] = st.f32(infos[i].name, infos[i].shape);
+  check_no_unknown_tensors(st, *model, false);
+  const float* base = src[0] - infos[0].offset;
+  bool in_place = st.mapped() && be.host_accessible();
+  for (size_t i = 0; i < infos.size() && in_place; i++) in_place = src[i] == base + infos[i].offset;
+  // ... and the last tensor's padding, read by whole-buffer passes (the bf16 copy), is in the file
+  in_place = in_place && base + params.total() <= src.back() + infos.back().numel;
+  if (in_place) {
+    params.adopt(st.storage(), base);
+  } else {
+    params.allocate(/*grads=*/false);
+    for (size_t i = 0; i < infos.size(); i++)
+      be.upload(params.all_data() + infos[i].offset, src[i], (size_t)infos[i].numel * 4);
+  }
+  model->freeze_for_inference();
   return model;
 }
 

@@ -9,9 +9,19 @@
 
 namespace mohge {
 
+ParamTable::~ParamTable() {
+  if (frozen_) be_->clear_inference_weights(w_);
+}
+
+void ParamTable::freeze(bool bf16) {
+  MOHGE_CHECK(w_ && !frozen_, "ParamTable::freeze: before allocate() or twice");
+  be_->set_inference_weights(w_, (size_t)next_offset_, bf16);
+  frozen_ = true;
+}
+
 int ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamInit init,
                     float init_std, bool decay) {
-  MOHGE_CHECK(!data_.data(), "ParamTable::add('{}') after allocate()", name);
+  MOHGE_CHECK(!w_, "ParamTable::add('{}') after allocate()", name);
   MOHGE_CHECK(by_name_.emplace(name, (int)infos_.size()).second, "duplicate parameter name '{}'", name);
   ParamInfo p{name, std::move(shape), 1, 0, init, init_std, decay};
   for (int64_t s : p.shape) p.numel *= s;
@@ -22,27 +32,35 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, ParamIn
   return (int)infos_.size() - 1;
 }
 
-void ParamTable::allocate() {
+void ParamTable::allocate(bool grads) {
+  MOHGE_CHECK(!w_, "ParamTable::allocate: the weights are there already");
   // host memory only: a device backend's alloc names the size when the device runs out
   if (be_->host_accessible())
-    require_memory((uint64_t)next_offset_ * 2 * sizeof(float),
-                   fmt::format("a model of {} parameters (fp32 weights and gradients)", count()));
-  data_.zeros(*be_, (size_t)next_offset_);
-  grad_.zeros(*be_, (size_t)next_offset_);
+    require_memory((uint64_t)next_offset_ * (grads ? 2 : 1) * sizeof(float),
+                   fmt::format("a model of {} parameters (fp32 weights{})", count(), grads ? " and gradients" : ""));
+  w_ = data_.zeros(*be_, (size_t)next_offset_);
+  if (grads) grad_.zeros(*be_, (size_t)next_offset_);
+}
+
+void ParamTable::adopt(std::shared_ptr<const char> owner, const float* w) {
+  MOHGE_CHECK(!w_ && be_->host_accessible() && owner, "ParamTable::adopt: weights there already, or not host memory");
+  owner_ = std::move(owner);
+  w_ = const_cast<float*>(w);  // read-only memory: inference never writes weights
 }
 
 void ParamTable::init_weights(uint64_t seed) {
+  MOHGE_CHECK(!owner_ && !frozen_, "ParamTable::init_weights: the weights are read-only (inference)");
   std::vector<float> host;
   for (auto& p : infos_) {
     host.resize((size_t)p.numel);
     if (p.init == ParamInit::ones) {
-      be_->fill(data_.data() + p.offset, 1.0f, p.numel);
+      be_->fill(w_ + p.offset, 1.0f, p.numel);
       continue;
     }
     std::mt19937_64 rng(seed ^ std::hash<std::string>{}(p.name));
     std::normal_distribution<float> dist(0.0f, p.init_std);
     for (auto& x : host) x = dist(rng);
-    data_.upload(host.data(), host.size(), p.offset);
+    be_->upload(w_ + p.offset, host.data(), host.size() * sizeof(float));
   }
 }
 

@@ -226,7 +226,7 @@ void serve(const ServeOptions& o) {
   };
   try {
     const std::string dir = checkpoint_resolve(o.checkpoint);
-    st.model = model_load(dir);
+    st.model = model_load_inference(dir, cpu_backend(), o.weights_dtype);
     const std::string tok_path = dir + "/tokenizer.model";
     MOHGE_CHECK(std::filesystem::exists(tok_path), "{}: checkpoint has no tokenizer.model", dir);
     st.tok = std::make_unique<Tokenizer>(Tokenizer::load(tok_path));

@@ -18,6 +18,7 @@ struct ServeOptions {
   int max_seqs = 8;        // sequences decoded together
   int queue = 64;          // requests waiting beyond the free slots; more get 429
   double drain_seconds = 30;
+  std::string weights_dtype;  // "fp32" | "bf16" | "": the checkpoint's (model_load_inference)
 };
 
 // Blocks until a signal has drained the server. Prints "listening on http://HOST:PORT" (stdout)
