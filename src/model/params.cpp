@@ -3,11 +3,17 @@
 #include <algorithm>
 #include <functional>
 #include <random>
+#include <utility>
 
 #include "core/error.h"
 #include "core/memory_budget.h"
 
 namespace mohge {
+
+ParamTable::ParamTable(ParamTable&& o) noexcept
+    : be_(o.be_), infos_(std::move(o.infos_)), by_name_(std::move(o.by_name_)), data_(std::move(o.data_)),
+      grad_(std::move(o.grad_)), w_(std::exchange(o.w_, nullptr)), owner_(std::move(o.owner_)),
+      next_offset_(o.next_offset_), frozen_(std::exchange(o.frozen_, false)) {}
 
 ParamTable::~ParamTable() {
   if (frozen_) be_->clear_inference_weights(w_);

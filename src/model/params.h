@@ -30,8 +30,9 @@ class ParamTable {
  public:
   explicit ParamTable(Backend& be) : be_(&be) {}
   ~ParamTable();
-  ParamTable(const ParamTable&) = delete;
-  ParamTable& operator=(const ParamTable&) = delete;
+  // Move-only; a moved-from table holds nothing (its destructor unfreezes nothing).
+  ParamTable(ParamTable&& o) noexcept;
+  ParamTable& operator=(ParamTable&&) = delete;
   int add(const std::string& name, std::vector<int64_t> shape, ParamInit init, float init_std,
           bool decay);
   // Zero weights (and gradients, for training) on the backend; call once after all add()s.
