@@ -1,7 +1,8 @@
 // defines: StagedCpuBackend — the CPU backend behind a wall: every op runs on the CPU, but it says
 // host_accessible() = false, so host code (the MoE router, the loss, checkpoints) must move data
 // with upload/download exactly as it would on a GPU. A training step on it must equal one on the
-// CPU backend bit for bit: a missing upload or download shows here, without a GPU.
+// CPU backend bit for bit: a missing upload or download shows here, without a GPU. It counts the
+// host <-> backend traffic (what a GPU would move and wait for), so tests can bound it.
 #pragma once
 #include "kernels/backend.h"
 
@@ -13,8 +14,18 @@ class StagedCpuBackend final : public Backend {
   bool host_accessible() const override { return false; }
   void* alloc(size_t bytes) override { return cpu().alloc(bytes); }
   void free(void* p) noexcept override { cpu().free(p); }
-  void upload(void* dst, const void* src, size_t bytes) override { cpu().upload(dst, src, bytes); }
-  void download(void* dst, const void* src, size_t bytes) override { cpu().download(dst, src, bytes); }
+  struct Transfers {
+    int64_t uploads = 0, downloads = 0, upload_bytes = 0, download_bytes = 0;
+  };
+  Transfers transfers;  // since the test last reset it
+  void upload(void* dst, const void* src, size_t bytes) override {
+    transfers.uploads++, transfers.upload_bytes += (int64_t)bytes;
+    cpu().upload(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    transfers.downloads++, transfers.download_bytes += (int64_t)bytes;
+    cpu().download(dst, src, bytes);
+  }
   void copy(void* dst, const void* src, size_t bytes) override { cpu().copy(dst, src, bytes); }
   void fill(float* x, float value, int64_t n) override { cpu().fill(x, value, n); }
   void zero(void* p, size_t bytes) override { cpu().zero(p, bytes); }
@@ -86,6 +97,27 @@ class StagedCpuBackend final : public Backend {
   void combine_rows_backward(float* dy, float* dweight, const float* dout, const float* y, const float* weight,
                              const int32_t* offsets, const int32_t* pos, int N, int d) override {
     cpu().combine_rows_backward(dy, dweight, dout, y, weight, offsets, pos, N, d);
+  }
+  void router_forward(const RouterSpec& s, const RouterTensors& r, const float* logits, const float* group_logits,
+                      int N) override {
+    cpu().router_forward(s, r, logits, group_logits, N);
+  }
+  void router_assign(const RouterSpec& s, const RouteAssignments& a, double* stats, const RouterTensors& r,
+                     const int32_t* slot, int N) override {
+    cpu().router_assign(s, a, stats, r, slot, N);
+  }
+  void router_backward(const RouterSpec& s, float* dlogits, float* dgroup_logits, const float* dweight,
+                       const RouterTensors& r, const RouteAssignments& a, int N) override {
+    cpu().router_backward(s, dlogits, dgroup_logits, dweight, r, a, N);
+  }
+  void aux_loss_forward(const RouterSpec& s, const AuxLossSpec& l, double* values, const RouterTensors& r,
+                        const RouteAssignments& a, const double* stats, int N) override {
+    cpu().aux_loss_forward(s, l, values, r, a, stats, N);
+  }
+  void aux_loss_backward(const RouterSpec& s, const AuxLossSpec& l, float* dweight, float* dlogits,
+                         float* dgroup_logits, const RouterTensors& r, const RouteAssignments& a,
+                         const double* stats, int N, float grad_scale) override {
+    cpu().aux_loss_backward(s, l, dweight, dlogits, dgroup_logits, r, a, stats, N, grad_scale);
   }
   void sum_squares(double* out, const float* x, int64_t n) override { cpu().sum_squares(out, x, n); }
   void adamw_step(float* w, const float* g, float* m, float* v, const std::vector<ParamSegment>& segs,

@@ -408,7 +408,7 @@ TEST(Analyze, MohgeCheckpointWritesConsistentReport) {
     const json& L = a["layers"][s];
     auto r = m.ffn(L["layer"].get<int>()).routing();
     ASSERT_TRUE(r);
-    RoutingMetrics rm = routing_metrics(r->config, r->last, m.cfg.hidden_size, 2);
+    RoutingMetrics rm = routing_metrics(r->config, r->last(), m.cfg.hidden_size, 2);
     EXPECT_NEAR(L["activated_expert_params"].get<double>(), rm.activated_expert_params, 1e-9 * rm.activated_expert_params);
     EXPECT_NEAR(L["activated_layer_params"].get<double>(), rm.activated_layer_params, 1e-9 * rm.activated_layer_params);
     EXPECT_NEAR(sum(vec(L["expert_share"])), 1.0, 1e-9);

@@ -5,7 +5,9 @@
 // tolerance. fp32 must agree to summation order; bf16 matmuls (inputs rounded to 8 bits) to the
 // issue's bounds: loss within 1e-2 relative, gradient cosine > 0.999 (the CPU's own bf16 path,
 // checked the same way: 1e-6 and 0.999999 for the dense model). A backend that cannot run here (no
-// GPU) is a visible skip; the op table (tests/test_ops.cpp) checks each op on its own.
+// GPU) is a visible skip; the op table (tests/test_ops.cpp) checks each op on its own. On the staged
+// backend (host_accessible = false) the step must equal the CPU's bit for bit, and the MoE layers
+// may move nothing between host and backend but one download of their counts each.
 #include <gtest/gtest.h>
 #include <fmt/format.h>
 
@@ -57,6 +59,9 @@ const std::vector<std::string> kKinds = {"dense", "moe_top_k", "hmoe_top_k", "hm
 
 struct StepResult {
   double loss = 0, loss_after = 0, grad_norm = 0;
+  test::StagedCpuBackend::Transfers transfers;  // during forward + backward (staged backend only)
+  int moe_layers = 0;
+  int64_t route_stats_bytes = 0;  // Σ over MoE layers of the route stats (kernels/router.h)
   std::vector<std::vector<float>> grads;  // per parameter tensor
   std::vector<std::string> names;
 };
@@ -70,8 +75,17 @@ StepResult train_step(Backend& be, const ModelConfig& cfg, const std::vector<int
   Context ctx(m, Mode::train);
   StepResult r;
   m.params.zero_grad();
+  auto* staged = dynamic_cast<test::StagedCpuBackend*>(&be);
+  if (staged) staged->transfers = {};
   r.loss = m.forward(ctx, in.data(), tg.data(), B, T, 0);
   m.backward(ctx, 1.0f);
+  if (staged) r.transfers = staged->transfers;
+  for (int l = 0; l < cfg.num_layers; l++)
+    if (auto route = m.ffn(l).routing()) {
+      const MoeConfig& mc = route->config;
+      r.moe_layers++;
+      r.route_stats_bytes += route_stats_size(mc.num_experts, mc.router == RouterKind::two_level ? mc.num_expert_groups : 0) * 8;
+    }
   for (const ParamInfo& p : m.params.infos()) {
     std::vector<float> g((size_t)p.numel);
     be.download(g.data(), m.params.all_grad() + p.offset, g.size() * sizeof(float));
@@ -122,6 +136,17 @@ TEST_P(BackendTrainingStep, MatchesTheCpuBackend) {
     EXPECT_EQ(got.loss, cpu.loss);
     EXPECT_EQ(got.loss_after, cpu.loss_after);
     for (size_t i = 0; i < got.grads.size(); i++) EXPECT_EQ(got.grads[i], cpu.grads[i]) << got.names[i];
+    // traffic: the dense model's (tokens up, the loss down), and inside each MoE layer only its
+    // route stats (the counts) come down: routing, aux losses and their gradients stay on the backend
+    const StepResult dense = train_step(*be, small_config("dense", prec), in, tg, B, T);
+    EXPECT_EQ(got.transfers.uploads, dense.transfers.uploads);
+    EXPECT_EQ(got.transfers.upload_bytes, dense.transfers.upload_bytes);
+    EXPECT_EQ(got.transfers.downloads, dense.transfers.downloads + got.moe_layers);
+    EXPECT_EQ(got.transfers.download_bytes, dense.transfers.download_bytes + got.route_stats_bytes);
+    EXPECT_EQ(got.moe_layers > 0, kind != "dense");
+    fmt::print("{} {}: forward + backward moved {} uploads ({} B), {} downloads ({} B) over {} MoE layers\n", backend,
+               kind, got.transfers.uploads, got.transfers.upload_bytes, got.transfers.downloads,
+               got.transfers.download_bytes, got.moe_layers);
   }
 
   const bool bf16 = prec == Precision::bf16;

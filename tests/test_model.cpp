@@ -123,7 +123,7 @@ std::vector<std::vector<int>> routing_snapshot(const Model& m) {
   for (int l = 0; l < m.cfg.num_layers; l++) {
     auto routing = m.ffn(l).routing();
     if (!routing) continue;
-    const Routing& r = routing->last;
+    const Routing& r = routing->last();
     std::vector<int> v(r.offsets.begin(), r.offsets.end());
     v.push_back(-1);
     v.insert(v.end(), r.expert.begin(), r.expert.end());
@@ -546,7 +546,7 @@ TEST_P(MoeLayerVsDenseReference, ForwardRoutingAndGradientsMatch) {
   std::vector<double> rout = ref.forward(xd, &gates);
 
   // routing identical: same experts, same gate weights
-  const Routing& r = ffn.routing()->last;
+  const Routing& r = ffn.routing()->last();
   ASSERT_EQ(r.T, N);
   int multi = 0;
   for (int t = 0; t < N; t++) {

@@ -160,7 +160,7 @@ void expect_counts_consistent(const MoeConfig& cfg, const Routing& r, const Rout
   EXPECT_EQ(n, r.tokens_per_expert);
   if (cfg.router == RouterKind::two_level) {
     std::vector<int> ng(cfg.num_expert_groups, 0);
-    for (int g : c.groups) ng[g]++;
+    for (int g : c.groups.to_host()) ng[g]++;
     EXPECT_EQ(ng, r.tokens_per_group);
     // every kept expert lies in one of the token's selected groups
     for (int t = 0; t < r.T; t++)
@@ -434,7 +434,7 @@ TEST(MoeRouter, TwoLevelOnlySelectedGroupsSeveralPerGroupAndTies) {
   EXPECT_EQ(std::vector<int>(r.expert.begin(), r.expert.begin() + 3), (std::vector<int>{0, 6, 7}));
   // token 1: six equal c values -> experts 0, 1, 2 (all from group 0)
   EXPECT_EQ(std::vector<int>(r.expert.begin() + 3, r.expert.end()), (std::vector<int>{0, 1, 2}));
-  EXPECT_EQ(std::vector<int>(c.groups.begin(), c.groups.end()), (std::vector<int>{0, 2, 0, 2}));
+  EXPECT_EQ(c.groups.to_host(), (std::vector<int>{0, 2, 0, 2}));
   EXPECT_EQ(r.tokens_per_group, (std::vector<int>{2, 0, 2, 0}));
   for (int t = 0; t < 2; t++)
     expect_token_matches(r, t, ref_two_level(row(z, t, 12), row(y, t, 4), 4, 3, 2, 3, GateNorm::softmax), 1e-6,
@@ -793,7 +793,7 @@ TEST(MoeAuxLoss, GlobalStatsSplitBatchEqualsFullBatch) {
     stats.reset(cfg);
     for (int m = 0; m < 2; m++) {
       router_forward(cfg, z.data() + (size_t)m * H * E, two ? y.data() + (size_t)m * H * Ng : nullptr, H, r[m], c[m]);
-      stats.add(r[m], c[m]);
+      stats.add(c[m].host_stats);
     }
     EXPECT_EQ(stats.tokens, T);
     EXPECT_EQ(stats.assignments, rf.num_assignments());
@@ -804,7 +804,7 @@ TEST(MoeAuxLoss, GlobalStatsSplitBatchEqualsFullBatch) {
     EXPECT_EQ(s2.pack(), stats.pack());
     BalanceStats a, b;
     a.reset(cfg), b.reset(cfg);
-    a.add(r[0], c[0]), b.add(r[1], c[1]);
+    a.add(c[0].host_stats), b.add(c[1].host_stats);
     a.merge(b);
     EXPECT_EQ(a.pack(), stats.pack());
 

@@ -794,6 +794,270 @@ struct CombineRowsCase : OpCase {
 };
 
 // ---------------------------------------------------------------------------------------------
+// MoE router and auxiliary losses (kernels/router.h): router_forward + router_assign give the
+// dense gate matrix [N,E] (w where kept, else 0), the full softmax, its entropy and (two_level)
+// the group softmax; router_backward is judged through the gate, aux_loss_backward through the
+// total loss. Selections are exact: a wrong expert moves a gate entry by O(1).
+
+using mohge::RouterRule;
+using mohge::RouterSpec;
+
+// Logit patterns. random: uniform in [−2, 2]; ties: integers in [−2, 2] (many exact ties: the
+// lower index must win); uniform: all 0 (every P = 1/E exactly, so a top-p prefix sums to p
+// exactly); starved: random, but the last expert (and the last group) far below the rest, so it
+// gets no token.
+enum class Logits { random, ties, uniform, starved };
+const char* to_string(Logits l) {
+  return l == Logits::random ? "random" : l == Logits::ties ? "ties" : l == Logits::uniform ? "uniform" : "starved";
+}
+
+RouterSpec router_spec(RouterRule rule, int E, int K, double p = 1.0, int max_k = 0, int Ng = 0, int Kg = 0,
+                       bool softmax_gate = true) {
+  RouterSpec s;
+  s.rule = rule, s.E = E, s.K = K, s.p = p, s.max_k = max_k, s.Ng = Ng, s.Kg = Kg, s.softmax_gate = softmax_gate;
+  return s;
+}
+
+std::string spec_name(const RouterSpec& s) {
+  if (s.rule == RouterRule::top_k) return fmt::format("E={} K={}", s.E, s.K);
+  if (s.rule == RouterRule::top_p) return fmt::format("E={} p={} max_k={}", s.E, s.p, s.max_k);
+  return fmt::format("Ng={} N={} Kg={} K={} {}", s.Ng, s.group_size(), s.Kg, s.K, s.softmax_gate ? "softmax" : "renorm");
+}
+
+F router_logits(Rng& rng, size_t rows, int n, Logits pat) {
+  F x = rng.uniform(rows * n, -2.f, 2.f);
+  for (size_t r = 0; r < rows; r++)
+    for (int i = 0; i < n; i++) {
+      float& v = x[r * n + i];
+      if (pat == Logits::ties) v = std::round(v);
+      if (pat == Logits::uniform) v = 0.f;
+      if (pat == Logits::starved && i == n - 1) v = -30.f;
+    }
+  return x;
+}
+
+// One routing of N tokens on a backend: every tensor of RouterTensors and RouteAssignments.
+struct BackendRoute {
+  RouterSpec s;
+  int N;
+  Buffer<float> z, y, probs, entropy, sel_w, group_sig, group_probs, ingroup, combined, weight;
+  Buffer<int32_t> sel, nsel, groups, offsets, expert, pos, send_token, slot;
+  Buffer<double> stats;
+  BackendRoute(Backend& be, const RouterSpec& s, int N, const F& zl, const F& yl, const Ints& slot_map = {})
+      : s(s), N(N), z(dev(be, zl)), y(dev(be, yl)), slot(dev(be, slot_map)) {
+    const size_t E = s.E, S = s.max_sel(), Ng = s.Ng, two = s.two_level();
+    probs.ensure(be, N * E), entropy.ensure(be, N), sel_w.ensure(be, N * S), group_sig.ensure(be, N * Ng);
+    group_probs.ensure(be, N * Ng), ingroup.ensure(be, two * N * E), combined.ensure(be, two * N * E);
+    sel.ensure(be, N * S), nsel.ensure(be, N), groups.ensure(be, N * s.Kg), offsets.ensure(be, N + 1);
+    expert.ensure(be, N * S), weight.ensure(be, N * S), pos.ensure(be, N * S), send_token.ensure(be, N * S);
+    stats.ensure(be, mohge::route_stats_size(s.E, s.Ng));
+    be.router_forward(s, tensors(), z.data(), two ? y.data() : nullptr, N);
+    be.router_assign(s, assignments(), stats.data(), tensors(), slot_map.empty() ? nullptr : slot.data(), N);
+  }
+  mohge::RouterTensors tensors() {
+    return {probs.data(),     entropy.data(),     sel.data(),     sel_w.data(),    nsel.data(),
+            group_sig.data(), group_probs.data(), ingroup.data(), combined.data(), groups.data()};
+  }
+  mohge::RouteAssignments assignments() {
+    return {offsets.data(), expert.data(), weight.data(), pos.data(), send_token.data()};
+  }
+  std::vector<double> host_stats() const { return stats.to_host(); }
+  int A() const { return (int)host_stats()[s.E + s.Ng + 1]; }
+  template <class T>
+  std::vector<T> first(const Buffer<T>& b, size_t n) const {
+    std::vector<T> h(n);
+    if (n) b.download(h.data(), n);
+    return h;
+  }
+  // the gate matrix [N,E]: w at kept experts, 0 elsewhere
+  F gate() const {
+    const Ints off = first(offsets, N + 1), ex = first(expert, A());
+    const F w = first(weight, A());
+    F g((size_t)N * s.E, 0.f);
+    for (int t = 0; t < N; t++)
+      for (int j = off[t]; j < off[t + 1]; j++) g[(size_t)t * s.E + ex[j]] = w[j];
+    return g;
+  }
+};
+
+Vec token_row(const Vec& x, int t, int n) { return Vec(x.begin() + (size_t)t * n, x.begin() + (size_t)(t + 1) * n); }
+
+struct RouterCase : OpCase {
+  RouterSpec s;
+  int N;
+  Logits pat;
+  RouterCase(RouterSpec s, int N, Logits pat) : s(s), N(N), pat(pat) {}
+  std::string op() const override {
+    return s.rule == RouterRule::top_k ? "router_top_k" : s.rule == RouterRule::top_p ? "router_top_p" : "router_two_level";
+  }
+  std::string shape() const override { return fmt::format("N={} {} {}", N, spec_name(s), to_string(pat)); }
+  bool two() const { return s.two_level(); }
+  // a tie or a top-p prefix exactly at p flips the selection under any perturbation: no finite differences
+  bool has_backward() const override { return pat == Logits::random || pat == Logits::starved; }
+  bool zero_grad(size_t) const override { return s.E == 1; }  // one expert: w = 1 whatever the logit
+  void init(Rng& rng) override {
+    inputs = {{"logits", router_logits(rng, N, s.E, pat)}};
+    if (two()) inputs.push_back({"group_logits", router_logits(rng, N, s.Ng, pat)});
+  }
+  const F& group_in() const {
+    static const F none;
+    return two() ? in(1) : none;
+  }
+  std::vector<Tensor> forward() override {
+    BackendRoute r(*be, s, N, in(0), group_in());
+    std::vector<Tensor> out = {{"gate", r.gate()}, {"probs", host(r.probs)}, {"entropy", host(r.entropy)}};
+    if (two()) out.push_back({"group_probs", host(r.group_probs)});
+    return out;
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    Vec gate((size_t)N * s.E, 0.0), probs, entropy, gprobs;
+    for (int t = 0; t < N; t++) {
+      const auto r = mohge::ref::route_token(s, token_row(x[0], t, s.E), two() ? token_row(x[1], t, s.Ng) : Vec());
+      for (size_t j = 0; j < r.experts.size(); j++) gate[(size_t)t * s.E + r.experts[j]] = r.weights[j];
+      probs.insert(probs.end(), r.probs.begin(), r.probs.end());
+      entropy.push_back(r.entropy);
+      gprobs.insert(gprobs.end(), r.group_probs.begin(), r.group_probs.end());
+    }
+    std::vector<Vec> out = {gate, probs, entropy};
+    if (two()) out.push_back(gprobs);
+    return out;
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout, std::vector<F>& g) override {
+    BackendRoute r(*be, s, N, in(0), group_in());
+    const int A = r.A();
+    const Ints off = r.first(r.offsets, N + 1), ex = r.first(r.expert, A);
+    F dw(A);
+    for (int t = 0; t < N; t++)
+      for (int j = off[t]; j < off[t + 1]; j++) dw[j] = dout[0][(size_t)t * s.E + ex[j]];
+    auto ddw = up(dw), dz = up(g[0]);
+    Buffer<float> dy = two() ? up(g[1]) : Buffer<float>();
+    be->router_backward(s, dz.data(), two() ? dy.data() : nullptr, ddw.data(), r.tensors(), r.assignments(), N);
+    g[0] = host(dz);
+    if (two()) g[1] = host(dy);
+  }
+  // The assignments exactly: counts, CSR, and the send layout under a permuted slot map (a stable
+  // counting sort by slot, in token order); a non-finite logit is reported, not routed.
+  void extra(Rng& rng, std::string& summary) override {
+    Ints slot(s.E);
+    std::iota(slot.begin(), slot.end(), 0);
+    std::shuffle(slot.begin(), slot.end(), rng.gen);
+    BackendRoute r(*be, s, N, in(0), group_in(), slot);
+    std::vector<double> want_stats(mohge::route_stats_size(s.E, s.Ng), 0.0);
+    Ints want_off = {0}, want_ex;
+    for (int t = 0; t < N; t++) {
+      const auto ref = mohge::ref::route_token(s, token_row(to_double(in(0)), t, s.E),
+                                               two() ? token_row(to_double(in(1)), t, s.Ng) : Vec());
+      for (int e : ref.experts) want_ex.push_back(e), want_stats[e]++;
+      for (int g : ref.groups) want_stats[s.E + g]++;
+      want_off.push_back((int)want_ex.size());
+    }
+    const int A = (int)want_ex.size();
+    want_stats[s.E + s.Ng] = N, want_stats[s.E + s.Ng + 1] = A, want_stats[s.E + s.Ng + 2] = -1;
+    EXPECT_EQ(r.host_stats(), want_stats) << "route stats (counts, tokens, assignments, bad token)";
+    EXPECT_EQ(r.first(r.offsets, N + 1), want_off) << "offsets";
+    EXPECT_EQ(r.first(r.expert, A), want_ex) << "experts";
+    // send layout: slots in order, each slot's assignments in token order
+    std::vector<std::pair<int, int>> order;  // (slot, assignment)
+    for (int j = 0; j < A; j++) order.push_back({slot[want_ex[j]], j});
+    std::stable_sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    Ints want_pos(A), want_tok(A);
+    for (int p = 0; p < A; p++) {
+      const int j = order[p].second;
+      want_pos[j] = p;
+      want_tok[p] = (int)(std::upper_bound(want_off.begin(), want_off.end(), j) - want_off.begin()) - 1;
+    }
+    EXPECT_EQ(r.first(r.pos, A), want_pos) << "send positions";
+    EXPECT_EQ(r.first(r.send_token, A), want_tok) << "send tokens";
+    int zero_experts = 0;
+    for (int e = 0; e < s.E; e++) zero_experts += want_stats[e] == 0;
+    if (pat == Logits::starved) {
+      EXPECT_GT(zero_experts, 0) << "the case should starve an expert";
+    }
+    // a NaN logit at token N/2: no assignment for it, reported as the first bad token
+    F z = in(0);
+    z[(size_t)(N / 2) * s.E] = NAN;
+    BackendRoute bad(*be, s, N, z, group_in());
+    const std::vector<double> st = bad.host_stats();
+    EXPECT_EQ(st[s.E + s.Ng + 2], N / 2) << "first non-finite token";
+    const Ints off = bad.first(bad.offsets, N + 1);
+    EXPECT_EQ(off[N / 2 + 1], off[N / 2]) << "a token with a non-finite logit has no assignment";
+    summary += fmt::format(" | assignments {} exact, {} experts without tokens, NaN token reported", A, zero_experts);
+  }
+};
+
+// The auxiliary losses of a routing with every coefficient on: forward → total (differentiated)
+// and the five coefficient-1 terms; backward = aux_loss_backward then router_backward (the
+// intra-group term reaches the logits through the gate weights). global: fixed counts of a larger
+// step, uploaded, instead of the micro-batch's.
+struct AuxLossCase : OpCase {
+  RouterSpec s;
+  int N;
+  bool global;
+  std::vector<double> widths, omega, gstats;
+  AuxLossCase(RouterSpec s, int N, bool global) : s(s), N(N), global(global) {}
+  std::string op() const override { return "aux_loss"; }
+  std::string shape() const override {
+    const char* rule = s.rule == RouterRule::top_k ? "top_k" : s.rule == RouterRule::top_p ? "top_p" : "two_level";
+    return fmt::format("N={} {} {}{}", N, rule, spec_name(s), global ? " global" : "");
+  }
+  bool two() const { return s.two_level(); }
+  mohge::AuxLossSpec params(const double* w, const double* om) const {
+    mohge::AuxLossSpec l;
+    l.lb = 0.5, l.pp = 0.25, l.entropy = 0.1, l.group = 0.7, l.intra = 0.3, l.group_active = two();
+    double sum = 0;
+    for (double x : widths) sum += x;
+    l.widths = w, l.mean_width = sum / s.E, l.group_omega = om;
+    return l;
+  }
+  void init(Rng& rng) override {
+    inputs = {{"logits", router_logits(rng, N, s.E, Logits::random)}};
+    if (two()) inputs.push_back({"group_logits", router_logits(rng, N, s.Ng, Logits::random)});
+    for (int e = 0; e < s.E; e++) widths.push_back(64 + 32 * (e % 5));
+    for (int g = 0; g < s.Ng; g++) omega.push_back(1.0 + 0.25 * g);
+    if (global) {
+      double A = 0;
+      for (int e = 0; e < s.E; e++) gstats.push_back(rng.ints(1, 0, 3 * N)[0]), A += gstats.back();
+      for (int g = 0; g < s.Ng; g++) gstats.push_back(rng.ints(1, 0, 2 * N)[0]);
+      gstats.push_back(3 * N), gstats.push_back(A);
+    }
+  }
+  const F& group_in() const {
+    static const F none;
+    return two() ? in(1) : none;
+  }
+  // values [kAuxValues] on the backend
+  std::vector<double> run(BackendRoute& r) const {
+    auto w = up(widths), om = up(omega), gs = up(gstats);
+    auto values = up(std::vector<double>(mohge::kAuxValues, NAN));
+    be->aux_loss_forward(s, params(w.data(), om.data()), values.data(), r.tensors(), r.assignments(),
+                         global ? gs.data() : r.stats.data(), N);
+    return host(values);
+  }
+  std::vector<Tensor> forward() override {
+    BackendRoute r(*be, s, N, in(0), group_in());
+    const std::vector<double> v = run(r);
+    return {{"total", F{(float)v[mohge::kAuxTotal]}}, {"terms", F(v.begin(), v.begin() + mohge::kAuxTotal)}};
+  }
+  std::vector<Vec> ref_forward(const std::vector<Vec>& x, bool) const override {
+    const Vec v = mohge::ref::aux_loss(s, params(widths.data(), omega.data()), x[0], two() ? x[1] : Vec(), N,
+                                       global ? &gstats : nullptr);
+    return {Vec{v[mohge::kAuxTotal]}, Vec(v.begin(), v.begin() + mohge::kAuxTotal)};
+  }
+  void backward(const std::vector<Tensor>&, const std::vector<F>& dout, std::vector<F>& g) override {
+    BackendRoute r(*be, s, N, in(0), group_in());
+    auto w = up(widths), om = up(omega), gs = up(gstats);
+    auto dw = up(F(r.A(), 0.f)), dz = up(g[0]);
+    Buffer<float> dy = two() ? up(g[1]) : Buffer<float>();
+    float* dyp = two() ? dy.data() : nullptr;
+    be->aux_loss_backward(s, params(w.data(), om.data()), dw.data(), dz.data(), dyp, r.tensors(), r.assignments(),
+                          global ? gs.data() : r.stats.data(), N, dout[0][0]);
+    be->router_backward(s, dz.data(), dyp, dw.data(), r.tensors(), r.assignments(), N);
+    g[0] = host(dz);
+    if (two()) g[1] = host(dy);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // optimizer ops: sum_squares (the global gradient norm) and one AdamW step
 
 struct SumSquaresCase : OpCase {
@@ -962,6 +1226,27 @@ std::vector<Row> all_cases() {
       row<CombineRowsCase>(1, 1, 1),
       row<CombineRowsCase>(37, 2, 16),
       row<CombineRowsCase>(130, 6, 33),
+      row<RouterCase>(router_spec(RouterRule::top_k, 8, 2), 37, Logits::random),
+      row<RouterCase>(router_spec(RouterRule::top_k, 16, 4), 130, Logits::random),  // > 64 tokens: threaded
+      row<RouterCase>(router_spec(RouterRule::top_k, 8, 3), 20, Logits::ties),
+      row<RouterCase>(router_spec(RouterRule::top_k, 8, 2), 50, Logits::starved),
+      row<RouterCase>(router_spec(RouterRule::top_k, 1, 1), 3, Logits::random),
+      row<RouterCase>(router_spec(RouterRule::top_p, 8, 0, 0.6, 4), 37, Logits::random),
+      row<RouterCase>(router_spec(RouterRule::top_p, 4, 0, 0.5, 4), 5, Logits::uniform),  // prefix sums to p: 2 kept
+      row<RouterCase>(router_spec(RouterRule::top_p, 8, 0, 1.0, 3), 10, Logits::random),  // p = 1: max_k kept
+      row<RouterCase>(router_spec(RouterRule::top_p, 8, 0, 0.7, 8), 20, Logits::ties),
+      row<RouterCase>(router_spec(RouterRule::top_p, 64, 0, 0.9, 16), 70, Logits::random),
+      row<RouterCase>(router_spec(RouterRule::two_level, 12, 3, 1.0, 0, 4, 2), 37, Logits::random),
+      row<RouterCase>(router_spec(RouterRule::two_level, 12, 3, 1.0, 0, 4, 2, false), 130, Logits::random),
+      row<RouterCase>(router_spec(RouterRule::two_level, 6, 4, 1.0, 0, 3, 3), 20, Logits::random),  // Kg = Ng
+      row<RouterCase>(router_spec(RouterRule::two_level, 8, 2, 1.0, 0, 4, 2, false), 20, Logits::ties),
+      row<RouterCase>(router_spec(RouterRule::two_level, 8, 2, 1.0, 0, 4, 2), 40, Logits::starved),
+      row<RouterCase>(router_spec(RouterRule::two_level, 64, 6, 1.0, 0, 8, 4), 70, Logits::random),
+      row<AuxLossCase>(router_spec(RouterRule::top_k, 8, 2), 37, false),
+      row<AuxLossCase>(router_spec(RouterRule::top_k, 8, 2), 130, true),
+      row<AuxLossCase>(router_spec(RouterRule::top_p, 8, 0, 0.6, 4), 37, false),
+      row<AuxLossCase>(router_spec(RouterRule::two_level, 12, 3, 1.0, 0, 4, 2), 37, false),
+      row<AuxLossCase>(router_spec(RouterRule::two_level, 12, 3, 1.0, 0, 4, 2, false), 70, true),
       row<SumSquaresCase>(1),
       row<SumSquaresCase>(100003),
       row<AdamWCase>(1, 1, 1),

@@ -200,9 +200,9 @@ void RoutingRecorder::add(const Context& ctx, const int32_t* tokens, int N) {
   for (size_t s = 0; s < layers_.size(); s++) {
     auto r = m.ffn(layers_[s].layer).routing();
     MOHGE_CHECK(r, "layer {} is not a mixture-of-experts layer", layers_[s].layer);
-    MOHGE_CHECK(r->last.T == N, "layer {}: routing of {} tokens after a forward of {}", layers_[s].layer,
-                r->last.T, N);
-    add_layer((int)s, r->last, tokens);
+    const Routing& last = r->last();
+    MOHGE_CHECK(last.T == N, "layer {}: routing of {} tokens after a forward of {}", layers_[s].layer, last.T, N);
+    add_layer((int)s, last, tokens);
   }
   active_sum_ += ctx.active_params_per_token() * N;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/router.h"
 
 namespace mohge {
 
@@ -131,6 +132,31 @@ class Backend {
   virtual void combine_rows_backward(float* dy, float* dweight, const float* dout, const float* y,
                                      const float* weight, const int32_t* offsets,
                                      const int32_t* pos, int N, int d) = 0;
+
+  // ---- mixture-of-experts router and auxiliary losses (kernels/router.h: rules, shapes) ----
+  // Route N tokens: r's per-token outputs from logits[N,E] (and group_logits[N,Ng] for
+  // two_level). A token with a non-finite logit gets nsel = −1 and no selection.
+  virtual void router_forward(const RouterSpec& s, const RouterTensors& r, const float* logits,
+                              const float* group_logits, int N) = 0;
+  // The assignments of r in CSR and their send layout (a), and stats[route_stats_size] (written).
+  // slot[E]: each expert's slot (backend memory), or null for slot = expert.
+  virtual void router_assign(const RouterSpec& s, const RouteAssignments& a, double* stats,
+                             const RouterTensors& r, const int32_t* slot, int N) = 0;
+  // dweight[A] = dL/dw per assignment -> dlogits[N,E] +=, dgroup_logits[N,Ng] += (two_level).
+  virtual void router_backward(const RouterSpec& s, float* dlogits, float* dgroup_logits,
+                               const float* dweight, const RouterTensors& r,
+                               const RouteAssignments& a, int N) = 0;
+  // values[kAuxValues] (written, backend doubles) from stats (route-stats layout).
+  virtual void aux_loss_forward(const RouterSpec& s, const AuxLossSpec& l, double* values,
+                                const RouterTensors& r, const RouteAssignments& a,
+                                const double* stats, int N) = 0;
+  // Gradients of grad_scale × total: dweight[A] += (intra-group), dlogits[N,E] += (load balance,
+  // P-Penalty, entropy), dgroup_logits[N,Ng] += (group). Run it before router_backward, which
+  // carries dweight on to the logits.
+  virtual void aux_loss_backward(const RouterSpec& s, const AuxLossSpec& l, float* dweight,
+                                 float* dlogits, float* dgroup_logits, const RouterTensors& r,
+                                 const RouteAssignments& a, const double* stats, int N,
+                                 float grad_scale) = 0;
 
   // ---- optimizer ----
   // *out = Σ x[i]² over x[n] (one backend double), summed in a fixed order (deterministic).

@@ -143,6 +143,28 @@ class CpuBackend final : public Backend {
     mohge::combine_rows_backward(dy, dweight, dout, y, weight, offsets, pos, N, d);
   }
 
+  void router_forward(const RouterSpec& s, const RouterTensors& r, const float* logits, const float* group_logits,
+                      int N) override {
+    mohge::router_forward(s, r, logits, group_logits, N);
+  }
+  void router_assign(const RouterSpec& s, const RouteAssignments& a, double* stats, const RouterTensors& r,
+                     const int32_t* slot, int N) override {
+    mohge::router_assign(s, a, stats, r, slot, N);
+  }
+  void router_backward(const RouterSpec& s, float* dlogits, float* dgroup_logits, const float* dweight,
+                       const RouterTensors& r, const RouteAssignments& a, int N) override {
+    mohge::router_backward(s, dlogits, dgroup_logits, dweight, r, a, N);
+  }
+  void aux_loss_forward(const RouterSpec& s, const AuxLossSpec& l, double* values, const RouterTensors& r,
+                        const RouteAssignments& a, const double* stats, int N) override {
+    mohge::aux_loss_forward(s, l, values, r, a, stats, N);
+  }
+  void aux_loss_backward(const RouterSpec& s, const AuxLossSpec& l, float* dweight, float* dlogits,
+                         float* dgroup_logits, const RouterTensors& r, const RouteAssignments& a,
+                         const double* stats, int N, float grad_scale) override {
+    mohge::aux_loss_backward(s, l, dweight, dlogits, dgroup_logits, r, a, stats, N, grad_scale);
+  }
+
   void sum_squares(double* out, const float* x, int64_t n) override { *out = mohge::sum_squares(x, n); }
   void adamw_step(float* w, const float* g, float* m, float* v, const std::vector<ParamSegment>& segs,
                   const AdamWStep& s) override {

@@ -89,6 +89,20 @@ void combine_rows_backward(float* dy, float* dweight, const float* dout, const f
                            const float* weight, const int32_t* offsets, const int32_t* pos, int N,
                            int d);
 
+// MoE router and auxiliary losses (Backend::router_forward ... aux_loss_backward; kernels/router.h;
+// router_cpu.cpp, aux_loss_cpu.cpp).
+void router_forward(const RouterSpec& spec, const RouterTensors& r, const float* logits,
+                    const float* group_logits, int N);
+void router_assign(const RouterSpec& spec, const RouteAssignments& a, double* stats,
+                   const RouterTensors& r, const int32_t* slot, int N);
+void router_backward(const RouterSpec& spec, float* dlogits, float* dgroup_logits, const float* dweight,
+                     const RouterTensors& r, const RouteAssignments& a, int N);
+void aux_loss_forward(const RouterSpec& spec, const AuxLossSpec& l, double* values, const RouterTensors& r,
+                      const RouteAssignments& a, const double* stats, int N);
+void aux_loss_backward(const RouterSpec& spec, const AuxLossSpec& l, float* dweight, float* dlogits,
+                       float* dgroup_logits, const RouterTensors& r, const RouteAssignments& a,
+                       const double* stats, int N, float grad_scale);
+
 // Σ x[i]² in double, over a fixed partition (the same sum for any thread count).
 double sum_squares(const float* x, int64_t n);
 // Backend::adamw_step.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <numeric>
 
 #include "core/error.h"
 
@@ -169,6 +170,116 @@ Vec add(const Vec& y, const Vec& x) {
   MOHGE_CHECK(y.size() == x.size(), "ref::add: bad sizes");
   Vec out(y.size());
   for (size_t i = 0; i < y.size(); i++) out[i] = y[i] + x[i];
+  return out;
+}
+
+namespace {
+
+Vec softmax(const Vec& z) {
+  const double m = *std::max_element(z.begin(), z.end());
+  double sum = 0;
+  Vec p(z.size());
+  for (size_t i = 0; i < z.size(); i++) sum += p[i] = std::exp(z[i] - m);
+  for (double& v : p) v /= sum;
+  return p;
+}
+
+// indices by value descending; equal values keep index order (stable sort: the lower index wins)
+std::vector<int> order(const Vec& v) {
+  std::vector<int> o(v.size());
+  std::iota(o.begin(), o.end(), 0);
+  std::stable_sort(o.begin(), o.end(), [&](int a, int b) { return v[a] > v[b]; });
+  return o;
+}
+
+// the kept experts ascending, weights score / Σ score over them
+void keep(TokenRoute& r, std::vector<int> kept, const Vec& score) {
+  std::sort(kept.begin(), kept.end());
+  double sum = 0;
+  for (int e : kept) sum += score[e];
+  for (int e : kept) r.experts.push_back(e), r.weights.push_back(score[e] / sum);
+}
+
+}  // namespace
+
+TokenRoute route_token(const RouterSpec& s, const Vec& z, const Vec& y) {
+  TokenRoute r;
+  r.probs = softmax(z);
+  for (double p : r.probs) r.entropy -= p > 0 ? p * std::log(p) : 0.0;
+  if (!s.two_level()) {
+    const std::vector<int> o = order(z);  // the logits' order is P's
+    int k = s.K;
+    if (s.rule == RouterRule::top_p) {
+      double cum = 0;
+      k = 0;
+      if (s.p >= 1.0) k = s.max_k;
+      else
+        while (k < s.E && cum < s.p) cum += r.probs[o[k++]];
+      k = std::clamp(k, 1, s.max_k);
+    }
+    keep(r, std::vector<int>(o.begin(), o.begin() + k), r.probs);
+    return r;
+  }
+  const int Ng = s.Ng, N = s.group_size();
+  r.group_probs = softmax(y);
+  Vec sig(Ng);
+  for (int g = 0; g < Ng; g++) sig[g] = 1.0 / (1.0 + std::exp(-y[g]));
+  const std::vector<int> go = order(y);
+  r.groups.assign(go.begin(), go.begin() + s.Kg);
+  std::sort(r.groups.begin(), r.groups.end());
+  double sig_sum = 0;
+  for (int g : r.groups) sig_sum += sig[g];
+  Vec c(s.E, -1.0);  // −1: not a candidate
+  for (int g : r.groups) {
+    const Vec sg = softmax(Vec(z.begin() + g * N, z.begin() + (g + 1) * N));
+    for (int i = 0; i < N; i++) c[g * N + i] = sg[i] * sig[g] / sig_sum;
+  }
+  const std::vector<int> o = order(c);
+  std::vector<int> kept(o.begin(), o.begin() + s.K);
+  if (!s.softmax_gate) {
+    keep(r, kept, c);
+  } else {
+    Vec ex(s.E, 0.0);
+    for (int e : kept) ex[e] = std::exp(c[e]);
+    keep(r, kept, ex);
+  }
+  return r;
+}
+
+Vec aux_loss(const RouterSpec& s, const AuxLossSpec& l, const Vec& z, const Vec& y, int N, const Vec* stats) {
+  const int E = s.E, Ng = s.two_level() ? s.Ng : 0;
+  Vec out(kAuxValues, 0.0);
+  if (N == 0) return out;
+  Vec n_e(E, 0.0), n_g(Ng, 0.0), pbar(E, 0.0), qbar(Ng, 0.0), wbar(E, 0.0);
+  double A = 0, H = 0;
+  for (int t = 0; t < N; t++) {
+    const TokenRoute r = route_token(s, Vec(z.begin() + (size_t)t * E, z.begin() + (size_t)(t + 1) * E),
+                                     Ng ? Vec(y.begin() + (size_t)t * Ng, y.begin() + (size_t)(t + 1) * Ng) : Vec());
+    for (size_t j = 0; j < r.experts.size(); j++) n_e[r.experts[j]]++, wbar[r.experts[j]] += r.weights[j] / N, A++;
+    for (int g : r.groups) n_g[g]++;
+    for (int e = 0; e < E; e++) pbar[e] += r.probs[e] / N;
+    for (int g = 0; g < Ng; g++) qbar[g] += r.group_probs[g] / N;
+    H += r.entropy / N;
+  }
+  double T = N;
+  if (stats) {
+    for (int e = 0; e < E; e++) n_e[e] = (*stats)[e];
+    for (int g = 0; g < Ng; g++) n_g[g] = (*stats)[E + g];
+    T = (*stats)[E + Ng], A = (*stats)[E + Ng + 1];
+  }
+  for (int e = 0; e < E; e++) {
+    const double f = A > 0 ? n_e[e] / A : 0.0;
+    out[kAuxLoadBalance] += E * f * pbar[e];
+    out[kAuxPPenalty] += E * f * (l.widths[e] / l.mean_width) * pbar[e];
+  }
+  out[kAuxRouterEntropy] = H;
+  if (s.two_level()) {
+    for (int g = 0; g < Ng; g++) out[kAuxGroup] += Ng * l.group_omega[g] * qbar[g] * n_g[g] / (T * s.Kg);
+    for (int e = 0; e < E; e++) out[kAuxIntraGroup] += (double)s.Kg * s.group_size() * wbar[e] * n_e[e] / (T * s.K);
+  }
+  out[kAuxTotal] = l.lb * out[kAuxLoadBalance] + l.pp * out[kAuxPPenalty] + l.entropy * out[kAuxRouterEntropy] +
+                   (l.group_active ? l.group * out[kAuxGroup] : 0.0) +
+                   (s.two_level() ? l.intra * out[kAuxIntraGroup] : 0.0);
   return out;
 }
 

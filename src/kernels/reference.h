@@ -1,5 +1,5 @@
 // defines: mohge::ref::{matmul, embedding, rmsnorm, rope, attention, attention_decode, swiglu,
-//          crossentropy, add, numerical_gradient} — slow float64 reference forwards of every op in kernels/ops.h
+//          crossentropy, add, gather_rows, combine_rows, adamw, route_token, aux_loss, numerical_gradient} — slow float64 reference forwards of every op in kernels/ops.h
 // Written independently of ops_cpu.cpp with naive loops, for tests/test_ops.cpp to judge the fast
 // path against. No parallelism, no BLAS, no tricks: each function is its formula. Shapes follow
 // ops.h (N = rows, B/T/H = batch, time, heads, hd = head dim), tensors are row-major and flat.
@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <functional>
 #include <vector>
+
+#include "kernels/router.h"
 
 namespace mohge::ref {
 
@@ -59,6 +61,23 @@ Vec combine_rows(const Vec& y, const Vec& weight, const std::vector<int32_t>& of
 // w ← w − lr·(m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + eps) − lr·wd·w  (wd = 0 where decay[i] is false)
 void adamw(Vec& w, Vec& m, Vec& v, const Vec& g, const std::vector<bool>& decay, double lr,
            double beta1, double beta2, double eps, double wd, int64_t t, double grad_mult);
+
+// One token's routing by the rules of kernels/router.h, from its expert logits z[E] and group
+// logits y[Ng] (two_level): full stable sorts, every score in double.
+struct TokenRoute {
+  std::vector<int> experts;  // kept, ascending
+  Vec weights;               // their gate weights
+  Vec probs;                 // [E] softmax(z)
+  double entropy = 0;        // −Σ P log P
+  Vec group_probs;           // [Ng] softmax(y) (two_level)
+  std::vector<int> groups;   // the Kg selected groups, ascending (two_level)
+};
+TokenRoute route_token(const RouterSpec& s, const Vec& z, const Vec& y);
+
+// The auxiliary-loss values [kAuxValues] (kernels/router.h) of N tokens routed from z[N,E] and
+// y[N,Ng]; l's widths and group_omega point to host memory here. stats: counts in the route-stats
+// layout, or null for the tokens' own counts.
+Vec aux_loss(const RouterSpec& s, const AuxLossSpec& l, const Vec& z, const Vec& y, int N, const Vec* stats);
 
 // Central finite differences of a scalar f at x: grad[j] = (f(x + h·e_c) − f(x − h·e_c)) / 2h for
 // c = coords[j] (all coordinates, in order, when coords is empty). grad has coords.size() entries

@@ -3,6 +3,7 @@
 // SwiGLU or a mixture of experts. Each FFN registers its tensors in the model's ParamTable and
 // keeps whatever its backward needs (activations, routing) from the last training forward.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -21,7 +22,9 @@ namespace mohge {
 // valid until its next forward / begin_step).
 struct FfnRouting {
   const MoeConfig& config;
-  const Routing& last;        // routing of the N tokens of the last forward
+  // per-token routing of the N tokens of the last forward, copied to the host on the first call
+  // (a download on a device backend; step statistics need only `step`)
+  std::function<const Routing&()> last;
   const BalanceStats& step;   // routing counts of every forward since begin_step
   // Σ over the experts this rank owns of rows processed × width, every forward since begin_step:
   // the FLOP-proportional load this rank's experts actually carried (expert parallel, issue 9)

@@ -1,13 +1,16 @@
 // defines: MoeFfn — a mixture-of-experts FFN (moe / hmoe / mohge) with dropless dispatch
 // One layer on one expert-parallel rank (moe/expert_parallel.h), in four stages:
-//   router:     logits (fp32 GEMM) -> routing (moe/router.h) over this rank's tokens, all E experts
-//   dispatch:   assignments sorted by slot (owning rank, then expert; stable in token order), rows
-//               gathered into that send layout, then exchanged (moe/dispatcher.h)
+//   router:     logits (fp32 GEMM) -> routing (moe/router.h) over this rank's tokens, all E experts,
+//               and the send layout: assignments sorted by slot (owning rank, then expert; stable in
+//               token order), all on the backend; the host reads back only the per-expert and
+//               per-group counts (the layer's one wait for the backend)
+//   dispatch:   rows gathered into that send layout, then exchanged (moe/dispatcher.h)
 //   experts:    the experts this rank owns (model/moe_experts.h) on exactly their received rows
 //   combine:    outputs exchanged back, then out[t] = Σ_j w_j · y_j (+ the shared expert)
 // Backward runs the same stages in reverse. Router weights and the shared expert are on every rank;
-// the auxiliary losses use this rank's routing (over all E experts), and the step statistics too
-// unless global_batch_stats sums them over the batch group. With one
+// the auxiliary losses (backend values until aux_loss() reads them) use this rank's routing (over
+// all E experts), and the step statistics too unless global_batch_stats sums them over the batch
+// group. The per-token Routing reaches the host only when routing()->last() asks for it. With one
 // rank (the default) the exchanges move nothing and the layer is the single-process one.
 #pragma once
 #include <memory>
@@ -35,21 +38,20 @@ class MoeFfn : public Ffn {
          Collective* batch_group = nullptr);
   void forward(float* out, const float* inp, int N, int64_t step, Mode mode) override;
   void backward(float* dinp, const float* dout, const float* inp, int N, float aux_scale) override;
-  double aux_loss() const override { return aux_total_; }
+  double aux_loss() const override;
   void aux_terms(std::map<std::string, double>& sum) const override;
   double active_params_per_token() const override;
   void begin_step() override { step_stats_.reset(m_), step_expert_load_ = 0; }
-  std::optional<FfnRouting> routing() const override {
-    return FfnRouting{m_, routing_, step_stats_, step_expert_load_};
-  }
+  std::optional<FfnRouting> routing() const override;
   const ExpertSlots& slots() const { return slots_; }
   const MoeExperts& experts() const { return experts_; }  // the experts this rank owns
 
  private:
   void route(const float* inp, int N);
   void route_backward(float* dinp, const float* inp, int N, float aux_scale);
-  void plan_send(int N);
-  const BalanceStats* global_stats() const { return m_.global_batch_stats ? &step_stats_ : nullptr; }
+  const double* loss_stats();
+  const AuxLossValues* aux_values() const;  // of the last train forward (downloaded once), else null
+  const Routing& last_routing() const;
   ParamTable& params_;
   MoeConfig m_;
   Precision prec_;  // of the expert matmuls; the router is always fp32
@@ -57,23 +59,24 @@ class MoeFfn : public Ffn {
   int64_t step_ = 0;
   // router
   int gate_id_ = -1, group_gate_id_ = -1;
+  RouterSpec spec_;
+  AuxLossParams aux_params_;
   Buffer<float> logits_, group_logits_, dlogits_, dgroup_logits_;
-  // host copies of the router's inputs and outputs on a device backend (Buffer::host_read)
-  std::vector<float> host_logits_, host_group_logits_, host_dweight_, host_dlogits_, host_dgroup_logits_;
-  Routing routing_;
-  RouterCache cache_;
+  RouterCache cache_;                  // the routing and its send layout on the backend
+  mutable Routing routing_;            // its per-token copy on the host, built by last_routing()
+  mutable bool routing_current_ = false;
   BalanceStats step_stats_;
+  Buffer<double> loss_stats_;          // the step's counts on the backend (global_batch_stats)
+  Buffer<double> aux_values_;          // [kAuxValues] of the last train forward
+  bool aux_pending_ = false;           // aux_values_ holds values not yet read
+  mutable std::optional<AuxLossValues> aux_;
   Collective* batch_group_ = nullptr;
   double step_expert_load_ = 0;  // FfnRouting::step_expert_load
-  double aux_total_ = 0.0;  // aux losses of the last forward
-  std::map<std::string, double> aux_terms_;
-  // dispatch: send_rows_ [E] rows per slot; assignment j goes to send row pos_[j], which holds
-  // token send_token_[pos_[j]]
+  // dispatch: send_rows_ [E] rows per slot; slot_ [E] each expert's slot, on the backend
   ExpertSlots slots_;
+  Buffer<int32_t> slot_;
   std::unique_ptr<Dispatcher> dispatcher_;
-  std::vector<int> send_rows_, pos_, send_token_;
-  Buffer<int32_t> dev_offsets_, dev_pos_, dev_send_token_;  // the routing and send layout on the backend
-  Buffer<float> dev_weight_;
+  std::vector<int> send_rows_;
   Buffer<float> xs_;                      // [S,d] rows in send order
   const float* xe_ = nullptr;             // [R,d] rows received for my experts (dispatch result)
   Buffer<float> ye_, dxe_;                // [R,d] my experts' outputs, input gradients

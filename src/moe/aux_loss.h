@@ -1,5 +1,6 @@
-// defines: mohge::AuxLossValues, mohge::BalanceStats, aux_loss_values, aux_loss_backward
-// Auxiliary router losses of one MoE layer (SPEC §4), values and gradients wrt the router logits.
+// defines: mohge::AuxLossValues, mohge::BalanceStats, AuxLossParams, aux_loss_values, aux_loss_backward
+// Auxiliary router losses of one MoE layer (SPEC §4), values and gradients wrt the router logits:
+// the Backend's aux_loss ops (kernels/router.h) with the parameters of a MoeConfig.
 //
 // Notation: T tokens in the micro-batch, P = full softmax of the expert logits (RouterCache::probs,
 // for every router kind), P̄_e = mean_t P_{t,e}; counts n carry no gradient.
@@ -25,7 +26,7 @@
 // f's come from a BalanceStats gathered over the whole step (all micro-batches, all data-parallel
 // ranks) instead of the micro-batch; P̄ and w̄ stay micro-batch means (gradients are local), as in
 // the "global-batch load balancing" recipe. Two phases:
-//   1. stats.reset(cfg); for each micro-batch: stats.add(routing, cache); across ranks all-reduce
+//   1. stats.reset(cfg); for each micro-batch: stats.add(cache.host_stats); across ranks all-reduce
 //      (sum) stats.pack() and unpack() the result;
 //   2. per micro-batch: aux_loss_values / aux_loss_backward(..., &stats).
 // How the engine gets the counts before backward (all forwards first, or last step's counts) is the
@@ -50,6 +51,8 @@ struct AuxLossValues {
   double intra_group = 0.0;  // two-level only
   double total = 0.0;        // Σ coef × value over active terms
   bool two_level = false;    // whether group / intra_group are defined
+  // from the aux_loss_forward op's values [kAuxValues]
+  static AuxLossValues from(const double* values, bool two_level);
   // coefficient-1 values by name, for logging: load_balance, p_penalty, router_entropy
   // (+ group, intra_group for two-level)
   std::map<std::string, double> terms() const;
@@ -59,27 +62,41 @@ struct AuxLossValues {
 struct BalanceStats {
   std::vector<double> tokens_per_expert;  // [E] Σ n_e
   std::vector<double> tokens_per_group;   // [Ng] Σ n_g (two-level; else empty)
-  std::vector<double> prob_sum;           // [E] Σ_t P_{t,e} (for logging P̄ over the step; losses use the micro-batch P̄)
   double tokens = 0.0;                    // Σ T
   double assignments = 0.0;               // Σ A = Σ_e n_e
 
   void reset(const MoeConfig& cfg);
-  void add(const Routing& routing, const RouterCache& cache);
+  // route_stats: one micro-batch's route stats (RouterCache::host_stats, kernels/router.h)
+  void add(const std::vector<double>& route_stats);
   void merge(const BalanceStats& other);
-  // flat [E | Ng | E | 2] view for an all-reduce (sum) across ranks
+  // flat [E | Ng | 2] view: an all-reduce (sum) across ranks, and the route-stats layout the
+  // aux_loss ops read
   std::vector<double> pack() const;
   void unpack(const std::vector<double>& flat);
 };
 
-// Loss values for one micro-batch. global: the step's counts (required when cfg.global_batch_stats),
-// else nullptr (counts of this micro-batch).
-AuxLossValues aux_loss_values(const MoeConfig& cfg, const RouterCache& cache, const Routing& routing,
-                              int64_t step, const BalanceStats* global = nullptr);
+// The aux_loss ops' parameters for cfg at optimizer step `step` on one backend: the coefficients,
+// and the expert widths and group weights ω_g in backend memory (uploaded once).
+class AuxLossParams {
+ public:
+  AuxLossParams(Backend& be, const MoeConfig& cfg);
+  AuxLossSpec spec(int64_t step) const;
 
-// Gradients of grad_scale × AuxLossValues::total: dweight [A] += (intra-group), dexpert_logits [T,E] +=
-// (load balance, P-Penalty, entropy), dgroup_logits [T,Ng] += (group; may be nullptr unless the
-// group term is active). grad_scale is dL_train/dL_aux (e.g. 1/grad_accum_steps).
-void aux_loss_backward(const MoeConfig& cfg, const RouterCache& cache, const Routing& routing, int64_t step,
+ private:
+  MoeConfig cfg_;
+  Buffer<double> widths_, omega_;
+  double mean_width_ = 1.0;
+};
+
+// Loss values for one micro-batch on the CPU backend. global: the step's counts (required when
+// cfg.global_batch_stats), else nullptr (counts of this micro-batch).
+AuxLossValues aux_loss_values(const MoeConfig& cfg, RouterCache& cache, const Routing& routing, int64_t step,
+                              const BalanceStats* global = nullptr);
+
+// Gradients of grad_scale × AuxLossValues::total on the CPU backend: dweight [A] += (intra-group),
+// dexpert_logits [T,E] += (load balance, P-Penalty, entropy), dgroup_logits [T,Ng] += (group; may be
+// nullptr unless the group term is active). grad_scale is dL_train/dL_aux (e.g. 1/grad_accum_steps).
+void aux_loss_backward(const MoeConfig& cfg, RouterCache& cache, const Routing& routing, int64_t step,
                        float grad_scale, float* dweight, float* dexpert_logits, float* dgroup_logits,
                        const BalanceStats* global = nullptr);
 

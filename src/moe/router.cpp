@@ -1,333 +1,84 @@
-// defines: router_forward, router_backward (see router.h for the rules and the tie convention)
+// defines: router_spec, RouterCache, route_tokens, routing_from, router_forward, router_backward
 #include "moe/router.h"
-
-#include <algorithm>
-#include <cmath>
-#include <numeric>
 
 #include "core/error.h"
 
 namespace mohge {
 
-namespace {
-
-// tokens per parallel region below which threading costs more than it saves
-constexpr int kParallelMinTokens = 64;
-
-inline bool all_finite(const float* z, int n) {
-  for (int i = 0; i < n; i++)
-    if (!std::isfinite(z[i])) return false;
-  return true;
+RouterSpec router_spec(const MoeConfig& cfg) {
+  RouterSpec s;
+  s.rule = cfg.router == RouterKind::top_k ? RouterRule::top_k
+           : cfg.router == RouterKind::top_p ? RouterRule::top_p
+                                             : RouterRule::two_level;
+  s.E = cfg.num_experts;
+  s.K = cfg.num_experts_per_tok;
+  s.p = cfg.top_p;
+  s.max_k = cfg.max_experts_per_tok;
+  if (s.two_level()) s.Ng = cfg.num_expert_groups, s.Kg = cfg.topk_group;
+  s.softmax_gate = cfg.gate_norm == GateNorm::softmax;
+  return s;
 }
 
-// Sort `idx` (first `count` kept) by key descending, index ascending on ties.
-template <class Key>
-inline void select_top(int* idx, int n, int count, const Key& key) {
-  auto before = [&](int a, int b) { return key(a) > key(b) || (key(a) == key(b) && a < b); };
-  if (count < n)
-    std::partial_sort(idx, idx + count, idx + n, before);
-  else
-    std::sort(idx, idx + n, before);
+RouterTensors RouterCache::tensors() {
+  return {probs.data(),     entropy.data(),     sel.data(),     sel_w.data(),    nsel.data(),
+          group_sig.data(), group_probs.data(), ingroup.data(), combined.data(), groups.data()};
 }
 
-int max_selected(const MoeConfig& cfg) {
-  return cfg.router == RouterKind::top_p ? cfg.max_experts_per_tok : cfg.num_experts_per_tok;
+RouteAssignments RouterCache::assignments() {
+  return {offsets.data(), expert.data(), weight.data(), pos.data(), send_token.data()};
 }
 
-// per-thread scratch, allocated once per call (not per token)
-struct Scratch {
-  std::vector<int> idx, gidx;          // [E], [Ng]
-  std::vector<double> pd, ex, gd;      // [E] full softmax, [E] exponentials / combined scores, [Ng]
-  std::vector<double> gmax, gsum;      // [G] per-group max logit and Σ exp
-  Scratch(int E, int Ng) : idx(E), gidx(std::max(Ng, 1)), pd(E), ex(E), gd(std::max(Ng, 1)),
-                           gmax(std::max(Ng, 1)), gsum(std::max(Ng, 1)) {}
-};
-
-// Per-token routing into cache.sel / sel_w / nsel (and the two-level cache rows).
-void route_token(const MoeConfig& cfg, int t, const float* z, const float* y, RouterCache& c, Scratch& s) {
-  const int E = cfg.num_experts, S = max_selected(cfg);
-  const bool two = cfg.router == RouterKind::two_level;
-  int* sel = c.sel.data() + (size_t)t * S;
-  float* sel_w = c.sel_w.data() + (size_t)t * S;
-  int* idx = s.idx.data();
-  double *pd = s.pd.data(), *ex = s.ex.data();
-
-  // Full softmax P over E (every router; the P̄ losses) and its entropy. The exponentials are taken
-  // against each group's own max (ungrouped routers: one group of E), so the two-level in-group
-  // softmax below reuses them exactly, even for a group far below the global max.
-  const int G = two ? cfg.num_expert_groups : 1, NG = two ? cfg.experts_per_group : E;
-  double M = -INFINITY;
-  for (int g = 0; g < G; g++) {
-    float m = z[g * NG];
-    for (int i = 1; i < NG; i++) m = std::max(m, z[g * NG + i]);
-    s.gmax[g] = m;
-    M = std::max(M, (double)m);
-  }
-  double Z = 0.0;
-  for (int g = 0; g < G; g++) {
-    double sg = 0.0;
-    for (int i = 0; i < NG; i++) sg += ex[g * NG + i] = std::exp((double)z[g * NG + i] - s.gmax[g]);
-    s.gsum[g] = sg;
-    Z += sg * (G == 1 ? 1.0 : std::exp(s.gmax[g] - M));
-  }
-  // H = −Σ P log P with log P_e = z_e − M − log Z: no per-expert log
-  double zp = 0.0;
-  float* prow = c.probs.data() + (size_t)t * E;
-  for (int g = 0; g < G; g++) {
-    const double scale = (G == 1 ? 1.0 : std::exp(s.gmax[g] - M)) / Z;
-    for (int i = 0; i < NG; i++) {
-      const int e = g * NG + i;
-      pd[e] = ex[e] * scale;
-      prow[e] = (float)pd[e];
-      zp += pd[e] * ((double)z[e] - M);
-    }
-  }
-  c.entropy[t] = (float)(std::log(Z) - zp);
-
-  int k = 0;
-  if (cfg.router == RouterKind::top_k || cfg.router == RouterKind::top_p) {
-    std::iota(idx, idx + E, 0);
-    auto logit = [&](int e) { return z[e]; };
-    if (cfg.router == RouterKind::top_k) {
-      k = cfg.num_experts_per_tok;
-      select_top(idx, E, k, logit);
-    } else {
-      const int max_k = cfg.max_experts_per_tok;
-      select_top(idx, E, E, logit);
-      if (cfg.top_p >= 1.0) {
-        k = max_k;  // cumsum ≥ 1 is reached only at the end, or not at all by rounding: keep all allowed
-      } else {
-        double cum = 0.0;
-        k = 0;
-        while (k < E) {
-          cum += pd[idx[k]];
-          k++;
-          if (cum >= cfg.top_p) break;
-        }
-        k = std::clamp(k, 1, max_k);
-      }
-    }
-    std::sort(idx, idx + k);
-    double sum = 0.0;
-    for (int j = 0; j < k; j++) sum += pd[idx[j]];
-    for (int j = 0; j < k; j++) {
-      sel[j] = idx[j];
-      sel_w[j] = (float)(pd[idx[j]] / sum);
-    }
-  } else {
-    const int Ng = cfg.num_expert_groups, N = cfg.experts_per_group, Kg = cfg.topk_group;
-    int* gidx = s.gidx.data();
-    double* gd = s.gd.data();
-    double* cd = ex;  // the combined scores overwrite the exponentials of the selected groups
-    // 1. group scores and the top-Kg groups (ranked by logit = ranked by sigmoid)
-    float* sig = c.group_sig.data() + (size_t)t * Ng;
-    float* gp = c.group_probs.data() + (size_t)t * Ng;
-    float ym = y[0];
-    for (int g = 1; g < Ng; g++) ym = std::max(ym, y[g]);
-    double ysum = 0.0;
-    for (int g = 0; g < Ng; g++) ysum += gd[g] = std::exp((double)y[g] - ym);
-    for (int g = 0; g < Ng; g++) gp[g] = (float)(gd[g] / ysum);
-    for (int g = 0; g < Ng; g++) {
-      gd[g] = 1.0 / (1.0 + std::exp(-(double)y[g]));
-      sig[g] = (float)gd[g];
-    }
-    std::iota(gidx, gidx + Ng, 0);
-    select_top(gidx, Ng, Kg, [&](int g) { return y[g]; });
-    std::sort(gidx, gidx + Kg);
-    int* grow = c.groups.data() + (size_t)t * Kg;
-    double sig_sum = 0.0;
-    for (int j = 0; j < Kg; j++) {
-      grow[j] = gidx[j];
-      sig_sum += gd[gidx[j]];
-    }
-    // 2-3. in-group softmax s = exp / group sum and combined score c = s·σ_g/Σσ, selected groups only
-    float* srow = c.ingroup.data() + (size_t)t * E;
-    float* crow = c.combined.data() + (size_t)t * E;
-    std::fill(srow, srow + E, 0.0f);
-    std::fill(crow, crow + E, 0.0f);
-    int ncand = 0;
-    for (int j = 0; j < Kg; j++) {
-      const int g = gidx[j];
-      const double inv = 1.0 / s.gsum[g], q = gd[g] / sig_sum;
-      for (int i = 0; i < N; i++) {
-        const int e = g * N + i;
-        const double sv = ex[e] * inv;
-        srow[e] = (float)sv;
-        cd[e] = sv * q;
-        crow[e] = (float)cd[e];
-        idx[ncand++] = e;
-      }
-    }
-    // 4. global top-K of c over the selected groups' entries
-    k = cfg.num_experts_per_tok;
-    select_top(idx, ncand, k, [&](int e) { return cd[e]; });
-    std::sort(idx, idx + k);
-    // 5. gate normalisation over the kept c values
-    if (cfg.gate_norm == GateNorm::softmax) {
-      double m = cd[idx[0]];
-      for (int j = 1; j < k; j++) m = std::max(m, cd[idx[j]]);
-      double sum = 0.0;
-      for (int j = 0; j < k; j++) sum += std::exp(cd[idx[j]] - m);
-      for (int j = 0; j < k; j++) {
-        sel[j] = idx[j];
-        sel_w[j] = (float)(std::exp(cd[idx[j]] - m) / sum);
-      }
-    } else {
-      double sum = 0.0;
-      for (int j = 0; j < k; j++) sum += cd[idx[j]];
-      for (int j = 0; j < k; j++) {
-        sel[j] = idx[j];
-        sel_w[j] = (float)(cd[idx[j]] / sum);
-      }
-    }
-  }
-  c.nsel[t] = k;
+void route_tokens(Backend& be, const RouterSpec& spec, const float* expert_logits, const float* group_logits,
+                  int T, const int32_t* slot, RouterCache& c) {
+  MOHGE_CHECK(T >= 0, "router: T = {} must be >= 0", T);
+  const bool two = spec.two_level();
+  const int E = spec.E, Ng = spec.Ng, Kg = spec.Kg, S = spec.max_sel();
+  MOHGE_CHECK(T == 0 || expert_logits != nullptr, "router: expert_logits is null");
+  MOHGE_CHECK(!two || T == 0 || group_logits != nullptr, "router: two_level routing needs group_logits");
+  c.spec = spec, c.T = T;
+  const size_t TE = (size_t)T * E, TS = (size_t)T * S;
+  c.probs.ensure(be, TE), c.entropy.ensure(be, T), c.sel.ensure(be, TS), c.sel_w.ensure(be, TS);
+  c.nsel.ensure(be, T), c.group_sig.ensure(be, (size_t)T * Ng), c.group_probs.ensure(be, (size_t)T * Ng);
+  c.ingroup.ensure(be, two ? TE : 0), c.combined.ensure(be, two ? TE : 0), c.groups.ensure(be, (size_t)T * Kg);
+  c.offsets.ensure(be, T + 1), c.expert.ensure(be, TS), c.weight.ensure(be, TS), c.pos.ensure(be, TS);
+  c.send_token.ensure(be, TS);
+  const int n_stats = route_stats_size(E, Ng);
+  c.stats.ensure(be, n_stats);
+  be.router_forward(spec, c.tensors(), expert_logits, group_logits, T);
+  be.router_assign(spec, c.assignments(), c.stats.data(), c.tensors(), slot, T);
+  c.host_stats.resize(n_stats);
+  c.stats.download(c.host_stats.data(), n_stats);
+  const int bad_token = (int)c.host_stats[E + Ng + 2];
+  MOHGE_CHECK(bad_token < 0, "router: non-finite router logit at token {}", bad_token);
 }
 
-}  // namespace
+void routing_from(const RouterCache& c, Routing& out) {
+  const int T = c.T, E = c.spec.E, Ng = c.spec.Ng, A = c.num_assignments();
+  out.T = T;
+  out.offsets.resize(T + 1), out.expert.resize(A), out.weight.resize(A);
+  static_assert(sizeof(int) == sizeof(int32_t));
+  c.offsets.download(out.offsets.data(), T + 1);
+  if (A) c.expert.download(out.expert.data(), A), c.weight.download(out.weight.data(), A);
+  out.tokens_per_expert.resize(E), out.tokens_per_group.resize(Ng);
+  for (int e = 0; e < E; e++) out.tokens_per_expert[e] = (int)c.host_stats[e];
+  for (int g = 0; g < Ng; g++) out.tokens_per_group[g] = (int)c.host_stats[E + g];
+}
 
 void router_forward(const MoeConfig& cfg, const float* expert_logits, const float* group_logits, int T,
                     Routing& out, RouterCache& cache) {
-  MOHGE_CHECK(T >= 0, "router: T = {} must be >= 0", T);
-  const bool two = cfg.router == RouterKind::two_level;
-  const int E = cfg.num_experts;
-  const int Ng = two ? cfg.num_expert_groups : 0;
-  const int Kg = two ? cfg.topk_group : 0;
-  const int S = max_selected(cfg);
-  MOHGE_CHECK(T == 0 || expert_logits != nullptr, "router: expert_logits is null");
-  MOHGE_CHECK(!two || T == 0 || group_logits != nullptr, "router: two_level routing needs group_logits");
-
-  cache.T = T, cache.E = E, cache.Ng = Ng, cache.Kg = Kg;
-  cache.probs.resize((size_t)T * E);
-  cache.entropy.resize(T);
-  cache.group_sig.resize((size_t)T * Ng);
-  cache.group_probs.resize((size_t)T * Ng);
-  cache.ingroup.resize(two ? (size_t)T * E : 0);
-  cache.combined.resize(two ? (size_t)T * E : 0);
-  cache.groups.resize((size_t)T * Kg);
-  cache.sel.resize((size_t)T * S);
-  cache.sel_w.resize((size_t)T * S);
-  cache.nsel.resize(T);
-
-  int bad_token = -1;  // first non-finite logit seen (reported after the parallel region)
-#pragma omp parallel if (T >= kParallelMinTokens)
-  {
-    Scratch scratch(E, Ng);
-#pragma omp for schedule(static)
-    for (int t = 0; t < T; t++) {
-      const float* z = expert_logits + (size_t)t * E;
-      const float* y = two ? group_logits + (size_t)t * Ng : nullptr;
-      if (!all_finite(z, E) || (two && !all_finite(y, Ng))) {
-#pragma omp critical(mohge_router_bad)
-        if (bad_token < 0 || t < bad_token) bad_token = t;
-        cache.nsel[t] = 0;
-        continue;
-      }
-      route_token(cfg, t, z, y, cache, scratch);
-    }
-  }
-  MOHGE_CHECK(bad_token < 0, "router: non-finite router logit at token {}", bad_token);
-
-  // pack into CSR
-  out.T = T;
-  out.offsets.resize(T + 1);
-  out.offsets[0] = 0;
-  for (int t = 0; t < T; t++) out.offsets[t + 1] = out.offsets[t] + cache.nsel[t];
-  const int A = out.offsets[T];
-  out.expert.resize(A);
-  out.weight.resize(A);
-#pragma omp parallel for schedule(static) if (T >= kParallelMinTokens)
-  for (int t = 0; t < T; t++) {
-    const int o = out.offsets[t], k = cache.nsel[t];
-    for (int j = 0; j < k; j++) {
-      out.expert[o + j] = cache.sel[(size_t)t * S + j];
-      out.weight[o + j] = cache.sel_w[(size_t)t * S + j];
-    }
-  }
-  out.tokens_per_expert.assign(E, 0);
-  for (int a = 0; a < A; a++) out.tokens_per_expert[out.expert[a]]++;
-  out.tokens_per_group.assign(Ng, 0);
-  for (size_t j = 0; j < cache.groups.size(); j++) out.tokens_per_group[cache.groups[j]]++;
+  route_tokens(cpu_backend(), router_spec(cfg), expert_logits, group_logits, T, nullptr, cache);
+  routing_from(cache, out);
 }
 
-void router_backward(const MoeConfig& cfg, const RouterCache& cache, const Routing& routing, const float* dweight,
+void router_backward(const MoeConfig& cfg, RouterCache& cache, const Routing& routing, const float* dweight,
                      float* dexpert_logits, float* dgroup_logits) {
   const int T = routing.T, E = cfg.num_experts;
-  MOHGE_CHECK(cache.T == T && cache.E == E, "router_backward: cache is for T={}, E={} but routing has T={}, E={}",
-              cache.T, cache.E, T, E);
-  if (T == 0) return;
-  if (cfg.router != RouterKind::two_level) {
-    // w = softmax over the kept logits: dz_j = w_j (dw_j − Σ_i w_i dw_i) for kept j
-#pragma omp parallel for schedule(static) if (T >= kParallelMinTokens)
-    for (int t = 0; t < T; t++) {
-      const int a0 = routing.offsets[t], a1 = routing.offsets[t + 1];
-      double dot = 0.0;
-      for (int a = a0; a < a1; a++) dot += (double)routing.weight[a] * dweight[a];
-      float* dz = dexpert_logits + (size_t)t * E;
-      for (int a = a0; a < a1; a++)
-        dz[routing.expert[a]] += (float)((double)routing.weight[a] * ((double)dweight[a] - dot));
-    }
-    return;
-  }
-
-  MOHGE_CHECK(dgroup_logits != nullptr, "router_backward: two_level routing needs dgroup_logits");
-  const int Ng = cfg.num_expert_groups, N = cfg.experts_per_group, Kg = cfg.topk_group;
-  const bool softmax_norm = cfg.gate_norm == GateNorm::softmax;
-#pragma omp parallel if (T >= kParallelMinTokens)
-  {
-    std::vector<double> ds(E, 0.0), dq(Ng, 0.0);
-#pragma omp for schedule(static)
-    for (int t = 0; t < T; t++) {
-      const int a0 = routing.offsets[t], a1 = routing.offsets[t + 1];
-      const float* s = cache.ingroup.data() + (size_t)t * E;
-      const float* c = cache.combined.data() + (size_t)t * E;
-      const float* sig = cache.group_sig.data() + (size_t)t * Ng;
-      const int* grp = cache.groups.data() + (size_t)t * Kg;
-      float* dz = dexpert_logits + (size_t)t * E;
-      float* dy = dgroup_logits + (size_t)t * Ng;
-
-      double sig_sum = 0.0;
-      for (int j = 0; j < Kg; j++) sig_sum += sig[grp[j]];
-      double dot = 0.0, csum = 0.0;
-      for (int a = a0; a < a1; a++) {
-        dot += (double)routing.weight[a] * dweight[a];
-        csum += c[routing.expert[a]];
-      }
-      // w -> c -> (s, q_g = σ_g / Σσ)
-      for (int a = a0; a < a1; a++) {
-        const int e = routing.expert[a], g = e / N;
-        const double dc = softmax_norm ? (double)routing.weight[a] * ((double)dweight[a] - dot)
-                                       : ((double)dweight[a] - dot) / csum;
-        ds[e] = dc * (double)sig[g] / sig_sum;
-        dq[g] += dc * (double)s[e];
-      }
-      // in-group softmax: dz_j = s_j (ds_j − Σ_i ds_i s_i) over the group's N logits
-      double qdot = 0.0;
-      for (int j = 0; j < Kg; j++) {
-        const int g = grp[j];
-        double sdot = 0.0;
-        bool any = false;
-        for (int i = 0; i < N; i++) {
-          sdot += ds[g * N + i] * (double)s[g * N + i];
-          any = any || ds[g * N + i] != 0.0;
-        }
-        if (any)
-          for (int i = 0; i < N; i++) {
-            const int e = g * N + i;
-            dz[e] += (float)((double)s[e] * (ds[e] - sdot));
-            ds[e] = 0.0;
-          }
-        qdot += dq[g] * (double)sig[g] / sig_sum;
-      }
-      // q_g = σ_g / Σ_{h∈S} σ_h: dσ_h = (dq_h − Σ_g dq_g q_g) / Σσ; σ' = σ(1 − σ)
-      for (int j = 0; j < Kg; j++) {
-        const int g = grp[j];
-        const double dsig = (dq[g] - qdot) / sig_sum;
-        dy[g] += (float)(dsig * (double)sig[g] * (1.0 - (double)sig[g]));
-        dq[g] = 0.0;
-      }
-    }
-  }
+  MOHGE_CHECK(cache.T == T && cache.spec.E == E,
+              "router_backward: cache is for T={}, E={} but routing has T={}, E={}", cache.T, cache.spec.E, T, E);
+  MOHGE_CHECK(T == 0 || !cache.spec.two_level() || dgroup_logits != nullptr,
+              "router_backward: two_level routing needs dgroup_logits");
+  cpu_backend().router_backward(cache.spec, dexpert_logits, dgroup_logits, dweight, cache.tensors(),
+                                cache.assignments(), T);
 }
 
 }  // namespace mohge

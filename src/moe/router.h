@@ -1,34 +1,21 @@
-// defines: mohge::Routing, mohge::RouterCache, router_forward, router_backward
+// defines: mohge::Routing, RouterCache, router_spec, route_tokens, routing_from, router_forward,
+//          router_backward
 // Token -> expert routing for one MoE layer and one micro-batch (SPEC §3), given the router logits
-// (the caller computes expert_logits = x·W_rᵀ and, for two-level, group_logits = x·W_Gᵀ).
-//
-// Rules (probabilities in double, stored fp32):
-//   top_k:     P = softmax(z); keep the K largest; w = P_i / Σ_kept P.
-//   top_p:     sort P descending; keep the smallest prefix with cumsum ≥ p (the crossing expert is
-//              kept), clamped to [1, max_k]; w = P_i / Σ_kept P. p = 1 keeps max_k experts.
-//              The cumsum is compared exactly (double, no slack): a prefix that sums to p exactly
-//              stops there.
-//   two_level: σ = sigmoid(y); keep the top-Kg groups S; s = softmax over each group's N logits;
-//              c_{g,i} = s_{g,i}·σ_g / Σ_{h∈S} σ_h for g ∈ S; keep the global top-K of c over S's
-//              entries (no per-group quota); w = softmax(c_kept) (gate_norm softmax) or
-//              c / Σ c_kept (renorm).
-// Ties: every selection orders by (score descending, index ascending), so of equal scores the
-// lower expert / group index wins. top_k and top_p rank by the logit (same order as P, without
-// rounding ties); two_level ranks groups by the group logit and experts by c.
-//
-// Gradients: the kept set is discrete (no gradient). For top_k / top_p, w is the softmax over the
-// kept logits, so only kept logits get gradient. For two_level, gradient flows from w through c into
-// the in-group softmax (all N logits of each group holding a kept expert) and through σ_g / Σσ into
-// the group logits of all Kg selected groups.
+// (the caller computes expert_logits = x·W_rᵀ and, for two-level, group_logits = x·W_Gᵀ). The
+// rules, the tie convention and the gradients are those of the Backend's router ops
+// (kernels/router.h); this file turns a MoeConfig into their parameters and keeps the routing's
+// tensors on the backend (RouterCache). The host sees the route stats (the per-expert and
+// per-group counts: one download per call) and, where asked, the per-token Routing.
 #pragma once
 #include <vector>
 
+#include "kernels/backend.h"
 #include "moe/moe_config.h"
 
 namespace mohge {
 
-// Routing result, CSR over tokens. Token t's assignments are [offsets[t], offsets[t+1]), expert ids
-// ascending within a token; A = offsets[T] assignments in all.
+// Routing result on the host, CSR over tokens. Token t's assignments are [offsets[t], offsets[t+1]),
+// expert ids ascending within a token; A = offsets[T] assignments in all.
 struct Routing {
   int T = 0;
   std::vector<int> offsets;            // [T+1]
@@ -39,32 +26,40 @@ struct Routing {
   int num_assignments() const { return offsets.empty() ? 0 : offsets[T]; }
 };
 
-// What backward and the auxiliary losses need, stored by router_forward. Buffers are reused
-// between calls (resize only), so steady-state routing does not allocate.
+RouterSpec router_spec(const MoeConfig& cfg);
+
+// The router's tensors of one micro-batch on one backend (RouterTensors, RouteAssignments, route
+// stats), grown as needed and reused between calls, and the route stats downloaded to the host.
 struct RouterCache {
-  int T = 0, E = 0, Ng = 0, Kg = 0;
-  std::vector<float> probs;        // [T,E] full softmax of the expert logits (all routers; P̄ losses)
-  std::vector<float> entropy;      // [T] −Σ_e P log P of that softmax (router-entropy loss)
-  std::vector<float> group_sig;    // [T,Ng] sigmoid(group logits)                   (two-level)
-  std::vector<float> group_probs;  // [T,Ng] softmax(group logits), group-wise loss   (two-level)
-  std::vector<float> ingroup;      // [T,E] in-group softmax s, 0 outside selected groups (two-level)
-  std::vector<float> combined;     // [T,E] combined score c, 0 outside selected groups   (two-level)
-  std::vector<int> groups;         // [T,Kg] selected groups, ascending                   (two-level)
-  // scratch for packing the variable-length selection into CSR
-  std::vector<int> sel;            // [T,max_sel] selected experts, ascending
-  std::vector<float> sel_w;        // [T,max_sel] their gate weights
-  std::vector<int> nsel;           // [T]
+  RouterSpec spec;
+  int T = 0;
+  Buffer<float> probs, entropy, sel_w, group_sig, group_probs, ingroup, combined, weight;
+  Buffer<int32_t> sel, nsel, groups, offsets, expert, pos, send_token;
+  Buffer<double> stats;            // [route_stats_size] (kernels/router.h)
+  std::vector<double> host_stats;  // its copy on the host
+  RouterTensors tensors();
+  RouteAssignments assignments();
+  int num_assignments() const { return (int)host_stats[spec.E + spec.Ng + 1]; }
+  int tokens_of_expert(int e) const { return (int)host_stats[e]; }
 };
 
-// Route T tokens. expert_logits [T,E]; group_logits [T,Ng] for two_level, else ignored (may be
-// nullptr). Throws mohge::Error on a non-finite logit. cfg must be validate()d.
+// Route T tokens on be: logits and group_logits (two_level; else may be null) are backend memory;
+// slot[E] (backend memory, or null for slot = expert) orders the send layout. Ends with the one
+// download of the route stats into cache.host_stats. Throws mohge::Error on a non-finite logit.
+void route_tokens(Backend& be, const RouterSpec& spec, const float* expert_logits, const float* group_logits,
+                  int T, const int32_t* slot, RouterCache& cache);
+
+// The host Routing of the cache's last call (downloads the CSR on a device backend).
+void routing_from(const RouterCache& cache, Routing& out);
+
+// On the CPU backend, host memory: route_tokens, then routing_from. cfg must be validate()d.
 void router_forward(const MoeConfig& cfg, const float* expert_logits, const float* group_logits, int T,
                     Routing& out, RouterCache& cache);
 
-// dweight [A] = dL/dw per assignment (the MoE layer's dL/dw plus the intra-group loss's, see
-// aux_loss.h) -> dexpert_logits [T,E] +=, dgroup_logits [T,Ng] += (two_level only; may be nullptr
-// otherwise).
-void router_backward(const MoeConfig& cfg, const RouterCache& cache, const Routing& routing, const float* dweight,
+// On the CPU backend: dweight [A] = dL/dw per assignment (the MoE layer's dL/dw plus the
+// intra-group loss's, see aux_loss.h) -> dexpert_logits [T,E] +=, dgroup_logits [T,Ng] +=
+// (two_level only; may be nullptr otherwise).
+void router_backward(const MoeConfig& cfg, RouterCache& cache, const Routing& routing, const float* dweight,
                      float* dexpert_logits, float* dgroup_logits);
 
 }  // namespace mohge

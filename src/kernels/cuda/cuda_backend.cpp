@@ -139,6 +139,31 @@ class CudaBackend final : public Backend {
   }
 
   // ---- optimizer ----
+  void router_forward(const RouterSpec& s, const RouterTensors& r, const float* logits, const float* group_logits,
+                      int N) override {
+    double* score = static_cast<double*>(scratch((size_t)N * s.E * sizeof(double)));
+    cuda::router_forward(s, r, logits, group_logits, N, score, stream_);
+  }
+  void router_assign(const RouterSpec& s, const RouteAssignments& a, double* stats, const RouterTensors& r,
+                     const int32_t* slot, int N) override {
+    int32_t* work = static_cast<int32_t*>(scratch(3 * (size_t)s.E * sizeof(int32_t)));
+    cuda::router_assign(s, a, stats, r, slot, N, work, stream_);
+  }
+  void router_backward(const RouterSpec& s, float* dlogits, float* dgroup_logits, const float* dweight,
+                       const RouterTensors& r, const RouteAssignments& a, int N) override {
+    cuda::router_backward(s, dlogits, dgroup_logits, dweight, r, a, N, stream_);
+  }
+  void aux_loss_forward(const RouterSpec& s, const AuxLossSpec& l, double* values, const RouterTensors& r,
+                        const RouteAssignments& a, const double* stats, int N) override {
+    double* sums = static_cast<double*>(scratch(cuda::aux_loss_scratch_doubles(s) * sizeof(double)));
+    cuda::aux_loss_forward(s, l, values, r, a, stats, N, sums, stream_);
+  }
+  void aux_loss_backward(const RouterSpec& s, const AuxLossSpec& l, float* dweight, float* dlogits,
+                         float* dgroup_logits, const RouterTensors& r, const RouteAssignments& a,
+                         const double* stats, int N, float grad_scale) override {
+    cuda::aux_loss_backward(s, l, dweight, dlogits, dgroup_logits, r, a, stats, N, grad_scale, stream_);
+  }
+
   void sum_squares(double* out, const float* x, int64_t n) override {
     double* part = static_cast<double*>(scratch(cuda::sum_squares_scratch_doubles() * sizeof(double)));
     cuda::sum_squares(out, x, n, part, stream_);

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/router.h"
+
 namespace mohge::cuda {
 
 // ---- pointwise (cuda_pointwise.cu) ----
@@ -50,6 +52,23 @@ void crossentropy_backward(float* dlogits, const float* logits, const float* lse
 // scratch: sum_squares_scratch_doubles() doubles
 size_t sum_squares_scratch_doubles();
 void sum_squares(double* out, const float* x, int64_t n, double* scratch, cudaStream_t stream);
+
+// ---- MoE router and auxiliary losses (cuda_router.cu) ----
+// scratch: N·E doubles
+void router_forward(const RouterSpec& s, const RouterTensors& r, const float* logits, const float* group_logits, int N,
+                    double* scratch, cudaStream_t stream);
+// scratch: 3·E int32
+void router_assign(const RouterSpec& s, const RouteAssignments& a, double* stats, const RouterTensors& r,
+                   const int32_t* slot, int N, int32_t* scratch, cudaStream_t stream);
+void router_backward(const RouterSpec& s, float* dlogits, float* dgroup_logits, const float* dweight,
+                     const RouterTensors& r, const RouteAssignments& a, int N, cudaStream_t stream);
+// scratch: aux_loss_scratch_doubles(s) doubles
+size_t aux_loss_scratch_doubles(const RouterSpec& s);
+void aux_loss_forward(const RouterSpec& s, const AuxLossSpec& l, double* values, const RouterTensors& r,
+                      const RouteAssignments& a, const double* stats, int N, double* scratch, cudaStream_t stream);
+void aux_loss_backward(const RouterSpec& s, const AuxLossSpec& l, float* dweight, float* dlogits, float* dgroup_logits,
+                       const RouterTensors& r, const RouteAssignments& a, const double* stats, int N, float grad_scale,
+                       cudaStream_t stream);
 
 // ---- optimizer (cuda_adamw.cu) ----
 // One tensor of the flat parameter buffer, as the device sees it; block_start: the first block of
