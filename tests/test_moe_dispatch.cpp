@@ -355,7 +355,7 @@ LayerResult run_layer(const ModelConfig& cfg, const ParamTable& weights, const E
       for (int64_t i = 0; i < info.numel; i++) g[i] += gr[i];
       res.holders[info.name]++;
     }
-    for (int e = 0; e < cfg.moe.num_experts; e++) res.tokens_per_expert[e] += layer[r]->routing()->last().tokens_per_expert[e];
+    for (int e = 0; e < cfg.moe.num_experts; e++) res.tokens_per_expert[e] += layer[r]->routing()->last_tokens_per_expert[e];
   }
   if (exchanges)
     for (auto& c : coll) exchanges->push_back(c.calls);

@@ -221,8 +221,8 @@ TEST(MoeMetrics, FromRoutingAndJson) {
   // from a BalanceStats over two micro-batches: counts double, per-token numbers unchanged
   BalanceStats s;
   s.reset(cfg);
-  s.add(r, c);
-  s.add(r, c);
+  s.add(c.host_stats);
+  s.add(c.host_stats);
   RoutingMetrics ms = routing_metrics(cfg, s, 16, 2);
   EXPECT_DOUBLE_EQ(ms.activated_expert_params, m.activated_expert_params);
   EXPECT_EQ(ms.expert_share, m.expert_share);

@@ -90,7 +90,7 @@ void expect_layer_equals_single(PlacementPolicy placement, const std::vector<int
   layer.backward(dx.data(), dout.data() + o, x.data() + o, tokens[me], 1.0f);
   if (starve_rank >= 0) {  // its experts got no rows, here as in the single-process layer
     for (int e : expert_slots(mine.moe, mine.expert_parallel).experts_of(starve_rank))
-      ASSERT_EQ(single.routing()->last().tokens_per_expert[e], 0) << "expert " << e;
+      ASSERT_EQ(single.routing()->last_tokens_per_expert[e], 0) << "expert " << e;
   }
 
   const std::string where = fmt::format("rank {} of {}, placement {}", me, D, to_string(placement));

@@ -205,10 +205,9 @@ class Buffer {
   Backend* backend() const { return be_; }
   void upload(const T* host, size_t n, size_t at = 0) { be_->upload(p_ + at, host, n * sizeof(T)); }
   void download(T* host, size_t n, size_t at = 0) const { be_->download(host, p_ + at, n * sizeof(T)); }
-  // Host code over backend memory (the MoE router): host_read gives the first n elements, the
+  // Host code over backend memory (checkpoints, logits): host_read gives the first n elements, the
   // memory itself on a host-accessible backend, else a copy in `staging` (a download, which waits
-  // for the backend's queue; host writes to the copy stay on the host). host_zeros(be, n, staging) gives n zeros to write into, and
-  // host_commit(that pointer, n) puts them in this buffer (an upload unless they are already).
+  // for the backend's queue; host writes to the copy stay on the host).
   T* host_read(size_t n, std::vector<T>& staging) {
     if (be_->host_accessible()) return p_;
     staging.resize(n);
@@ -217,15 +216,6 @@ class Buffer {
   }
   const T* host_read(size_t n, std::vector<T>& staging) const {
     return const_cast<Buffer*>(this)->host_read(n, staging);
-  }
-  T* host_zeros(Backend& be, size_t n, std::vector<T>& staging) {
-    if (be.host_accessible()) return zeros(be, n);
-    ensure(be, n);
-    staging.assign(n, T(0));
-    return staging.data();
-  }
-  void host_commit(const T* host, size_t n) {
-    if (host != p_ && n) upload(host, n);
   }
   std::vector<T> to_host() const {
     std::vector<T> h(n_);

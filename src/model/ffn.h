@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/collective.h"
 #include "model/mode.h"
@@ -25,6 +26,9 @@ struct FfnRouting {
   // per-token routing of the N tokens of the last forward, copied to the host on the first call
   // (a download on a device backend; step statistics need only `step`)
   std::function<const Routing&()> last;
+  // counts of that forward, on the host already: n_e [E], n_g [Ng] (two-level; else empty)
+  const std::vector<int>& last_tokens_per_expert;
+  const std::vector<int>& last_tokens_per_group;
   const BalanceStats& step;   // routing counts of every forward since begin_step
   // Σ over the experts this rank owns of rows processed × width, every forward since begin_step:
   // the FLOP-proportional load this rank's experts actually carried (expert parallel, issue 9)

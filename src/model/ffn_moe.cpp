@@ -47,6 +47,9 @@ void MoeFfn::route(const float* inp, int N) {
   }
   route_tokens(be, spec_, logits_.data(), Ng_ > 0 ? group_logits_.data() : nullptr, N, slot_.data(), cache_);
   routing_current_ = false;
+  tokens_per_expert_.resize(E_), tokens_per_group_.resize(Ng_);
+  for (int e = 0; e < E_; e++) tokens_per_expert_[e] = cache_.tokens_of_expert(e);
+  for (int g = 0; g < Ng_; g++) tokens_per_group_[g] = (int)cache_.host_stats[E_ + g];
 }
 
 void MoeFfn::forward(float* out, const float* inp, int N, int64_t step, Mode mode) {
@@ -57,7 +60,7 @@ void MoeFfn::forward(float* out, const float* inp, int N, int64_t step, Mode mod
   const int A = cache_.num_assignments();
   // dispatch: gather rows into the send layout, exchange counts, then rows
   send_rows_.assign(E_, 0);
-  for (int e = 0; e < E_; e++) send_rows_[slots_.slot[e]] = cache_.tokens_of_expert(e);
+  for (int e = 0; e < E_; e++) send_rows_[slots_.slot[e]] = tokens_per_expert_[e];
   be.gather_rows(xs_.ensure(be, (size_t)A * d), inp, cache_.send_token.data(), A, d);
   dispatcher_->plan(send_rows_);
   xe_ = dispatcher_->dispatch(xs_.data());
@@ -169,7 +172,8 @@ const Routing& MoeFfn::last_routing() const {
 }
 
 std::optional<FfnRouting> MoeFfn::routing() const {
-  return FfnRouting{m_, [this]() -> const Routing& { return last_routing(); }, step_stats_, step_expert_load_};
+  return FfnRouting{m_, [this]() -> const Routing& { return last_routing(); }, tokens_per_expert_, tokens_per_group_,
+                    step_stats_, step_expert_load_};
 }
 
 double MoeFfn::active_params_per_token() const {
@@ -177,7 +181,7 @@ double MoeFfn::active_params_per_token() const {
   double p = (double)d_ * (E_ + Ng_) + 3.0 * d_ * m_.shared_expert_width;
   if (cache_.T == 0) return p;
   double routed = 0.0;
-  for (int e = 0; e < E_; e++) routed += (double)cache_.tokens_of_expert(e) * m_.expert_widths[e];
+  for (int e = 0; e < E_; e++) routed += (double)tokens_per_expert_[e] * m_.expert_widths[e];
   return p + 3.0 * d_ * routed / cache_.T;
 }
 

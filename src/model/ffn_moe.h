@@ -63,6 +63,7 @@ class MoeFfn : public Ffn {
   AuxLossParams aux_params_;
   Buffer<float> logits_, group_logits_, dlogits_, dgroup_logits_;
   RouterCache cache_;                  // the routing and its send layout on the backend
+  std::vector<int> tokens_per_expert_, tokens_per_group_;  // its counts (from cache_.host_stats)
   mutable Routing routing_;            // its per-token copy on the host, built by last_routing()
   mutable bool routing_current_ = false;
   BalanceStats step_stats_;
