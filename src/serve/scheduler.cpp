@@ -219,7 +219,7 @@ void Scheduler::step(Context& ctx, std::vector<std::unique_ptr<Slot>>& running, 
   });
   metrics_.add_tokens(prompt_tokens, generated, active, token_flops(c, active, 0));
   for (int l = 0; l < c.num_layers; l++)
-    if (auto r = model_.ffn(l).routing()) metrics_.add_routing(l, r->config, r->last.tokens_per_expert, r->last.tokens_per_group);
+    if (auto r = model_.ffn(l).routing()) metrics_.add_routing(l, r->config, r->last_tokens_per_expert, r->last_tokens_per_group);
 }
 
 }  // namespace mohge
