@@ -199,10 +199,11 @@ std::vector<std::pair<std::string, double>> metric_samples(const ServerProcess& 
   return out;
 }
 
-// Polls a counter until it reaches at_least (5 s at most); its last value.
-long wait_for_metric(const ServerProcess& s, const std::string& line_start, long at_least) {
+// Polls a metric until ok(value) holds (5 s at most); its last value. Gauges such as the running
+// sequences are updated after the step that answered the request, so they settle a moment later.
+long wait_for_metric(const ServerProcess& s, const std::string& line_start, const std::function<bool(long)>& ok) {
   long v = metric(s, line_start);
-  for (int i = 0; i < 250 && v < at_least; i++) {
+  for (int i = 0; i < 250 && !ok(v); i++) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     v = metric(s, line_start);
   }
@@ -433,8 +434,8 @@ TEST(ServeLoad, LoadOf200RequestsFrom16ClientsHasNoErrorAndExitsClean) {
     });
   for (auto& t : th) t.join();
   EXPECT_EQ(ok, 200);
-  EXPECT_EQ(metric(server, "mohge_running_sequences"), 0);
-  EXPECT_EQ(metric(server, "mohge_queue_depth"), 0);
+  EXPECT_EQ(wait_for_metric(server, "mohge_running_sequences", [](long v) { return v == 0; }), 0);
+  EXPECT_EQ(wait_for_metric(server, "mohge_queue_depth", [](long v) { return v == 0; }), 0);
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait_exit(), 0) << server.output();
   EXPECT_EQ(server.output().find("Sanitizer"), std::string::npos) << server.output();
@@ -458,9 +459,9 @@ TEST(ServeLimits, FullQueueIs429AndDisconnectFreesTheSlot) {
   // the client goes away after the first event: the job is cancelled and its slot is free
   Stream s = post_stream(server, "/v1/completions", b, 1);
   EXPECT_EQ(s.events.size(), 1u);
-  EXPECT_EQ(wait_for_metric(server, "mohge_requests_total{outcome=\"cancelled\"}", 1), 1);
+  EXPECT_EQ(wait_for_metric(server, "mohge_requests_total{outcome=\"cancelled\"}", [](long v) { return v >= 1; }), 1);
   EXPECT_LT(metric(server, "mohge_generation_tokens_total"), (n200 + 1) * 4000);
-  EXPECT_EQ(metric(server, "mohge_running_sequences"), 0);
+  EXPECT_EQ(wait_for_metric(server, "mohge_running_sequences", [](long v) { return v == 0; }), 0);
   EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 2, 3).dump()).status, 200);
 }
 
@@ -488,9 +489,9 @@ TEST(ServeLimits, ANonStreamingClientThatLeavesIsCancelled) {
     c.set_read_timeout(0, 100000);
     EXPECT_FALSE(c.Post("/v1/completions", b.dump(), "application/json"));
   }
-  EXPECT_EQ(wait_for_metric(server, "mohge_requests_total{outcome=\"cancelled\"}", 1), 1);
+  EXPECT_EQ(wait_for_metric(server, "mohge_requests_total{outcome=\"cancelled\"}", [](long v) { return v >= 1; }), 1);
   EXPECT_LT(metric(server, "mohge_generation_tokens_total"), 4000);
-  EXPECT_EQ(metric(server, "mohge_running_sequences"), 0);
+  EXPECT_EQ(wait_for_metric(server, "mohge_running_sequences", [](long v) { return v == 0; }), 0);
   EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 2, 3).dump()).status, 200);
 }
 
