@@ -158,6 +158,20 @@ TEST(Safetensors, MapUsesTheFileWhenItsDataIsAligned) {
   EXPECT_ERROR(st.f32("w", {5}), "tensor 'w' holds a non-finite value (nan) at flat index 4");
 }
 
+// safetensors_write pads its header so the data starts on a 64-byte line of the file, hence of a
+// mapping: decode's vector kernels read mapped weights in place (model_load_inference).
+TEST(Safetensors, WrittenDataStartsOnACacheLine) {
+  const std::vector<float> w(40, 0.5f);
+  for (int meta = 0; meta < 70; meta++) {
+    TmpDir d;
+    safetensors_write(d / "w.safetensors", {{"w", "F32", {40}, w.data(), w.size() * 4}},
+                      {{"note", std::string(meta, 'x')}});
+    auto st = SafetensorsFile::map(d / "w.safetensors");
+    ASSERT_TRUE(st.mapped());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(st.f32("w", {40})) % 64, 0u) << "metadata of " << meta << " bytes";
+  }
+}
+
 TEST(Safetensors, NonFiniteF32TensorsAreRefusedNamingTheIndex) {
   for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
     std::vector<float> w(37, 0.25f);

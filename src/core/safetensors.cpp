@@ -219,7 +219,9 @@ void safetensors_write(const std::string& path, const std::vector<TensorView>& t
     off += t.nbytes;
   }
   std::string h = header.dump();
-  h.append((8 - h.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
+  // the data starts on a 64-byte boundary of the file (so of a mapping): typed reads need 8, the
+  // vector kernels a cache line (SafetensorsFile::map gives tensors in place)
+  h.append((64 - (8 + h.size()) % 64) % 64, ' ');
   AtomicFile out(path);
   uint64_t hlen = h.size();
   out.write(&hlen, 8);

@@ -57,7 +57,7 @@ class Backend {
   virtual void synchronize() = 0;
 
   // ---- inference weights ----
-  // Declares the n floats at w (a model's parameters) frozen until clear_inference_weights(w):
+  // Declares the n floats at w (a parameter tensor) frozen until clear_inference_weights(w):
   // no backward and no update will touch them. matmul_forward with a weight inside them may then
   // use kernels that training must not (the CPU's small-N matrix–vector kernel, kernels/matvec.h,
   // sums in another order than the GEMM). bf16: the backend also keeps them as bfloat16 (gemm.h's

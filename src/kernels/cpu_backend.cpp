@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 
@@ -43,11 +44,11 @@ class CpuBackend final : public Backend {
   void synchronize() override {}  // every op has finished when it returns
 
   void set_inference_weights(const float* w, size_t n, bool bf16) override {
-    Frozen f{n, {}};
+    Frozen f{n};
     if (bf16) {
       MOHGE_CHECK(matvec_bf16_supported(), "bf16 weights need a CPU with AVX512-BF16 and a build for "
                   "it (-march=native; this one has none): use fp32 weights");
-      f.bf16.resize(n);
+      f.bf16.reset(static_cast<uint16_t*>(alloc(n * sizeof(uint16_t))));
 #pragma omp parallel for schedule(static)
       for (size_t i = 0; i < n; i++) f.bf16[i] = bf16_from_float(w[i]);
     }
@@ -68,8 +69,8 @@ class CpuBackend final : public Backend {
       auto it = frozen_.upper_bound(w);  // the range starting at or before w, if w is in it
       if (it != frozen_.begin() && (--it, w < it->first + it->second.n)) {
         if (p == Precision::fp32) return matvec(out, inp, w, N, I, O, accumulate);
-        if (!it->second.bf16.empty())
-          return matvec(out, inp, it->second.bf16.data() + (w - it->first), N, I, O, accumulate);
+        if (it->second.bf16)
+          return matvec(out, inp, it->second.bf16.get() + (w - it->first), N, I, O, accumulate);
       }
     }
     mohge::matmul_forward(out, inp, w, N, I, O, accumulate, p);
@@ -175,7 +176,7 @@ class CpuBackend final : public Backend {
   // Frozen weight ranges by their first element, with their bf16 copies when asked for.
   struct Frozen {
     size_t n;
-    std::vector<uint16_t> bf16;
+    std::unique_ptr<uint16_t[], decltype(&std::free)> bf16{nullptr, &std::free};  // 64-byte aligned
   };
   std::shared_mutex frozen_mu_;
   std::map<const float*, Frozen> frozen_;

@@ -60,16 +60,15 @@ std::unique_ptr<Model> model_load_inference(const std::string& dir, Backend& be,
   auto st = SafetensorsFile::map(dir + "/model.safetensors");
   // Every tensor is checked (shape, finite values) wherever it lies. The mapping is the weights
   // themselves when the file holds them as allocate() would (model_save writes them in
-  // registration order; sizes that are multiples of 16 floats leave no padding between them).
+  // registration order; sizes that are multiples of 16 floats leave no padding between them) and
+  // they start on a cache line (files written before the writer aligned the data are copied).
   const auto& infos = params.infos();
   std::vector<const float*> src(infos.size());
   for (size_t i = 0; i < infos.size(); i++) src[i] = st.f32(infos[i].name, infos[i].shape);
   check_no_unknown_tensors(st, *model, false);
   const float* base = src[0] - infos[0].offset;
-  bool in_place = st.mapped() && be.host_accessible();
+  bool in_place = st.mapped() && be.host_accessible() && reinterpret_cast<uintptr_t>(base) % 64 == 0;
   for (size_t i = 0; i < infos.size() && in_place; i++) in_place = src[i] == base + infos[i].offset;
-  // ... and the last tensor's padding, read by whole-buffer passes (the bf16 copy), is in the file
-  in_place = in_place && base + params.total() <= src.back() + infos.back().numel;
   if (in_place) {
     params.adopt(st.storage(), base);
   } else {

@@ -16,12 +16,14 @@ ParamTable::ParamTable(ParamTable&& o) noexcept
       next_offset_(o.next_offset_), frozen_(std::exchange(o.frozen_, false)) {}
 
 ParamTable::~ParamTable() {
-  if (frozen_) be_->clear_inference_weights(w_);
+  if (frozen_)
+    for (auto& p : infos_) be_->clear_inference_weights(w_ + p.offset);
 }
 
 void ParamTable::freeze(bool bf16) {
   MOHGE_CHECK(w_ && !frozen_, "ParamTable::freeze: before allocate() or twice");
-  be_->set_inference_weights(w_, (size_t)next_offset_, bf16);
+  // tensor by tensor: a backend's bf16 copy of each then starts on a cache line of its own
+  for (auto& p : infos_) be_->set_inference_weights(w_ + p.offset, (size_t)p.numel, bf16);
   frozen_ = true;
 }
 
