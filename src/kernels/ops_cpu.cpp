@@ -112,16 +112,47 @@ void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bo
 // Flash-attention tiles: a thread holds the scores of kAttnRows queries × kAttnCols keys at a
 // time (64 KB), whatever T is. Key tiles past a query tile's last row are never visited.
 static constexpr int kAttnRows = 64, kAttnCols = 256;
+// Tiles of at most this many query rows multiply by plain loops, not GEMM calls: decode's one
+// query per sequence and head (and a short prompt) gains nothing from a GEMM, and then never
+// starts oneDNN, whose first call generates its kernels (most of a short `generate`'s startup).
+static constexpr int kAttnLoopRows = 4;
 
 // S[nr,nc] = scale · Q·Kᵀ for the queries r0.. (Q points at row r0) and the keys c0.. (K at row
 // 0), with every key after its query's position set to -inf: exp gives 0, the causal mask.
 static void attention_scores(float* S, const float* Q, int qs, const float* K, int ks, int r0,
                              int nr, int c0, int nc, int hd, float scale) {
-  gemm(false, true, nr, nc, hd, scale, Q, qs, K + (int64_t)c0 * ks, ks, 0.0f, S, nc);
+  if (nr <= kAttnLoopRows) {
+    for (int i = 0; i < nr; i++)
+      for (int j = 0; j < nc; j++) {
+        const float *qi = Q + (int64_t)i * qs, *kj = K + (int64_t)(c0 + j) * ks;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int d = 0; d < hd; d++) s += qi[d] * kj[d];
+        S[(int64_t)i * nc + j] = scale * s;
+      }
+  } else {
+    gemm(false, true, nr, nc, hd, scale, Q, qs, K + (int64_t)c0 * ks, ks, 0.0f, S, nc);
+  }
   for (int i = 0; i < nr; i++) {
     const int first_masked = std::max(r0 + i + 1 - c0, 0);
     if (first_masked < nc)
       std::fill(S + (int64_t)i * nc + first_masked, S + (int64_t)(i + 1) * nc, -INFINITY);
+  }
+}
+
+// O[nr,hd] (stride qs) = S[nr,nc]·V[nc,hd] (V rows of stride ks), or += when accumulate.
+static void attention_values(float* O, int qs, const float* S, int nr, int nc, const float* V, int ks, int hd,
+                             bool accumulate) {
+  if (nr > kAttnLoopRows) return gemm(false, false, nr, hd, nc, 1.0f, S, nc, V, ks, accumulate ? 1.0f : 0.0f, O, qs);
+  for (int i = 0; i < nr; i++) {
+    float* o = O + (int64_t)i * qs;
+    if (!accumulate) std::fill_n(o, hd, 0.0f);
+    for (int j = 0; j < nc; j++) {
+      const float p = S[(int64_t)i * nc + j];
+      const float* vj = V + (int64_t)j * ks;
+#pragma omp simd
+      for (int d = 0; d < hd; d++) o[d] += p * vj[d];
+    }
   }
 }
 
@@ -154,7 +185,7 @@ static void attention_rows(float* O, float* lse, const float* Q, const float* K,
       }
       mx[i] = m;
     }
-    gemm(false, false, nr, hd, nc, 1.0f, S, nc, V + (int64_t)c0 * ks, ks, c0 == 0 ? 0.0f : 1.0f, O, qs);
+    attention_values(O, qs, S, nr, nc, V + (int64_t)c0 * ks, ks, hd, c0 > 0);
   }
   for (int i = 0; i < nr; i++) {
     const float inv = 1.0f / sum[i];
