@@ -100,8 +100,9 @@ void matvec_tiles(float* out, const T* x, const T* w, int N, int I, int O, bool 
   constexpr int RO = 8;
   const int blocks = (O + RO - 1) / RO;
   // Threads take contiguous runs of output rows, so each streams its slice of w once; small
-  // products (router gates) are not worth waking the other threads for.
-  const bool parallel = !omp_in_parallel() && (int64_t)O * I >= 16384;
+  // products (router gates) are not worth waking the other threads for, and one thread skips
+  // the parallel region (its set-up cost ~7% of a decode step's products at 1 thread).
+  const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && (int64_t)O * I >= 16384;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int b = 0; b < blocks; b++) {
     const int o0 = b * RO;
