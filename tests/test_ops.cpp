@@ -228,13 +228,14 @@ struct MatmulCase : OpCase {
     inputs = {{"inp", rng.uniform((size_t)N * I)}, {"w", rng.uniform((size_t)O * I)}};
   }
   // out (pre-filled) = [out +] inp · wᵀ on the backend, for the first n rows of inp from row r0
-  F fwd(const F& pre, bool accumulate, int r0 = 0, int n = -1) const {
+  F fwd(const F& pre, bool accumulate, int r0 = 0, int n = -1, bool freeze = true) const {
     n = n < 0 ? N : n;
+    freeze = freeze && frozen;
     auto x = up(F(in(0).begin() + (size_t)r0 * I, in(0).begin() + (size_t)(r0 + n) * I));
     auto w = up_in(1), out = up(pre);
-    if (frozen) be->set_inference_weights(w.data(), w.size(), bf16());
+    if (freeze) be->set_inference_weights(w.data(), w.size(), bf16());
     be->matmul_forward(out.data(), x.data(), w.data(), n, I, O, accumulate, p);
-    if (frozen) be->clear_inference_weights(w.data());
+    if (freeze) be->clear_inference_weights(w.data());
     return host(out);
   }
   // matmul_backward into pre-filled gradients; a null output when its flag is off
@@ -281,6 +282,12 @@ struct MatmulCase : OpCase {
     summary += fmt::format(" | fwd-accumulate {:.1e} null-grad {:.1e} dinp {:.1e} dw {:.1e}", e_acc,
                            e_null, e_dinp, e_dw);
     const bool cpu = std::string(be->name()) == "cpu";
+    if (frozen && bf16() && (N > mohge::kMatvecMaxRows || !mohge::matvec_supported())) {
+      // the GEMM on the backend's bf16 copy of the weights: the same bits as rounding them per call
+      const F held = fwd(F((size_t)N * O, NAN), false), rounded = fwd(F((size_t)N * O, NAN), false, 0, -1, false);
+      EXPECT_EQ(std::memcmp(held.data(), rounded.data(), held.size() * sizeof(float)), 0)
+          << "frozen bf16 weights give other bits than the bf16 GEMM";
+    }
     if (!frozen || !cpu || N > mohge::kMatvecMaxRows || !mohge::matvec_supported()) return;
     // decode's kernel: a row's output does not depend on the rows beside it
     const F all = fwd(F((size_t)N * O, NAN), false);
@@ -1184,6 +1191,7 @@ std::vector<Row> all_cases() {
       row<MatmulCase>(1, 256, 1024, mohge::Precision::bf16, true),
       row<MatmulCase>(7, 1001, 13, mohge::Precision::bf16, true),  // odd I: a half bf16 pair
       row<MatmulCase>(32, 512, 96, mohge::Precision::bf16, true),
+      row<MatmulCase>(70, 256, 96, mohge::Precision::bf16, true),  // prefill: the GEMM on the bf16 copy
       row<EmbeddingCase>(1, 1, 1),
       row<EmbeddingCase>(20, 7, 5),
       row<EmbeddingCase>(130, 50, 33),

@@ -60,17 +60,20 @@ class CpuBackend final : public Backend {
     frozen_.erase(w);
   }
 
-  // A few rows over frozen weights: the matrix–vector kernel (bf16 weights when the product is
-  // bf16 and the backend holds them so); everything else, training included, through the GEMM.
+  // Over frozen weights: a few rows through the matrix–vector kernel (bf16 weights when the
+  // product is bf16 and the backend holds them so), more bf16 rows through the GEMM on the held
+  // bf16 copy; everything else, training included, through the GEMM.
   void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                       bool accumulate, Precision p) override {
-    if (N <= kMatvecMaxRows && matvec_supported()) {
+    const bool few = N <= kMatvecMaxRows && matvec_supported();
+    if (few || p == Precision::bf16) {
       std::shared_lock lock(frozen_mu_);
-      auto it = frozen_.upper_bound(w);  // the range starting at or before w, if w is in it
+      auto it = frozen_.upper_bound(w);  // the tensor starting at or before w, if w is in it
       if (it != frozen_.begin() && (--it, w < it->first + it->second.n)) {
-        if (p == Precision::fp32) return matvec(out, inp, w, N, I, O, accumulate);
-        if (it->second.bf16)
-          return matvec(out, inp, it->second.bf16.get() + (w - it->first), N, I, O, accumulate);
+        const uint16_t* w16 = it->second.bf16 ? it->second.bf16.get() + (w - it->first) : nullptr;
+        if (few && p == Precision::fp32) return matvec(out, inp, w, N, I, O, accumulate);
+        if (few && w16) return matvec(out, inp, w16, N, I, O, accumulate);
+        if (w16) return matmul_bf16_weights(out, inp, w16, N, I, O, accumulate);
       }
     }
     mohge::matmul_forward(out, inp, w, N, I, O, accumulate, p);

@@ -23,6 +23,11 @@ bool bf16_supported();
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, Precision p = Precision::fp32);
 
+// out[N,O] (+= when accumulate) inp[N,I]·w16[O,I]ᵀ with the weights already bfloat16 (a frozen
+// model's copy, Backend::set_inference_weights): gemm's bf16 product, the same bits, without
+// rounding the weights again on every call (a bf16 prefill's largest cost after the products).
+void matmul_bf16_weights(float* out, const float* inp, const uint16_t* w16, int N, int I, int O, bool accumulate);
+
 // float -> bfloat16 bits, round to nearest even (NaN stays NaN); and back (exact).
 inline uint16_t bf16_from_float(float f) {
   uint32_t u;

@@ -84,33 +84,45 @@ void to_bf16(uint16_t* dst, const float* src, int rows, int cols, int ld) {
     for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = bf16_from_float(src[(int64_t)r * ld + c]);
 }
 
-void gemm_bf16(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B,
-               int ldb, float beta, float* C, int ldc) {
+// C[M,N] (+= when acc) op(A)[M,K]·op(B)[K,N] from packed bfloat16 operands.
+void run_bf16(bool ta, bool tb, int M, int N, int K, const uint16_t* A, const uint16_t* B, bool acc, float* C) {
   Bf16Matmuls& mm = bf16_matmuls();
   MOHGE_CHECK(mm.supported(), "bf16 matmuls need a CPU with AVX512-BF16 (this one has none): use "
               "run.matmul_precision = \"fp32\"");
+  thread_local std::unique_ptr<dnnl::stream> stream;  // experts call this from several threads
+  if (!stream) stream = std::make_unique<dnnl::stream>(mm.engine());
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const dnnl::matmul& prim = mm.get(ta, tb, acc, M, N, K);
+  dnnl::memory am({{M, K}, dt::bf16, ta ? tag::ba : tag::ab}, mm.engine(), const_cast<uint16_t*>(A));
+  dnnl::memory bm({{K, N}, dt::bf16, tb ? tag::ba : tag::ab}, mm.engine(), const_cast<uint16_t*>(B));
+  dnnl::memory cm({{M, N}, dt::f32, tag::ab}, mm.engine(), C);
+  prim.execute(*stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+}
+
+void gemm_bf16(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B,
+               int ldb, float beta, float* C, int ldc) {
   MOHGE_CHECK(beta == 0.0f || beta == 1.0f, "gemm: bf16 supports beta 0 or 1, got {}", beta);
   MOHGE_CHECK(ldc == N, "gemm: bf16 needs a packed C (ldc {} != N {})", ldc, N);
-  // thread-local: experts call this concurrently from several threads
-  thread_local std::vector<uint16_t> a16, b16;
-  thread_local std::unique_ptr<dnnl::stream> stream;
-  if (!stream) stream = std::make_unique<dnnl::stream>(mm.engine());
+  thread_local std::vector<uint16_t> a16, b16;  // thread-local: experts run concurrently
   const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
   a16.resize((size_t)ar * ac), b16.resize((size_t)br * bc);
   to_bf16(a16.data(), A, ar, ac, lda);
   to_bf16(b16.data(), B, br, bc, ldb);
-  using dt = dnnl::memory::data_type;
-  using tag = dnnl::memory::format_tag;
-  const dnnl::matmul& prim = mm.get(ta, tb, beta == 1.0f, M, N, K);
-  dnnl::memory am({{M, K}, dt::bf16, ta ? tag::ba : tag::ab}, mm.engine(), a16.data());
-  dnnl::memory bm({{K, N}, dt::bf16, tb ? tag::ba : tag::ab}, mm.engine(), b16.data());
-  dnnl::memory cm({{M, N}, dt::f32, tag::ab}, mm.engine(), C);
-  prim.execute(*stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  run_bf16(ta, tb, M, N, K, a16.data(), b16.data(), beta == 1.0f, C);
 }
 
 }  // namespace
 
 bool bf16_supported() { return bf16_matmuls().supported(); }
+
+void matmul_bf16_weights(float* out, const float* inp, const uint16_t* w16, int N, int I, int O, bool accumulate) {
+  if (N == 0 || O == 0) return;
+  thread_local std::vector<uint16_t> x16;
+  x16.resize((size_t)N * I);
+  to_bf16(x16.data(), inp, N, I, I);
+  run_bf16(false, true, N, O, I, x16.data(), w16, accumulate, out);
+}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, Precision p) {
