@@ -133,15 +133,30 @@ void write_bytes(const std::string& p, const std::vector<char>& b, size_t n) {
 }
 
 // ----------------------------------------------------------------------------------------- help
-// The CUDA backend is a module loaded on first use (kernels/cuda/CMakeLists.txt): the binary
-// itself never links the CUDA runtime or cuBLAS, which would cost every CPU run ~230 MB of
-// resident memory and most of a second at startup.
-TEST(CliBinary, DoesNotLinkTheCudaLibraries) {
+// The libraries only some commands need are in modules loaded by those commands (core/module.h):
+// the CUDA backend (kernels/cuda/CMakeLists.txt), whose runtime and cuBLAS would cost every CPU run
+// ~230 MB of resident memory and most of a second at startup; MPI (libmohge_mpi.so, for `mpirun
+// mohge train`) and cpp-httplib with OpenSSL (libmohge_http.so, for `mohge serve`), whose loading
+// was most of every command's startup (docs/BENCHMARKS.md "Startup"). ldd lists the binary's
+// libraries and theirs.
+TEST(CliBinary, DoesNotLinkTheLibrariesOfItsModules) {
   test::CommandResult r = test::run_command("ldd " + test::shell_quote(MOHGE_BINARY));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("libc.so"), std::string::npos) << r.out;
-  for (const char* lib : {"libcudart", "libcublas", "libcuda.so"})
+  for (const char* lib : {"libcudart", "libcublas", "libcuda.so", "libmpi", "libopen-pal", "libopen-rte", "libhwloc",
+                          "libevent", "libcpp-httplib", "libssl", "libcrypto", "libbrotli"})
     EXPECT_EQ(r.out.find(lib), std::string::npos) << lib << " in\n" << r.out;
+}
+
+// A module that does not load is one `error:` line naming its path and why, before anything else
+// (here: before the checkpoint, which does not exist either).
+TEST(CliBinary, AMissingServerModuleIsOneErrorLine) {
+  test::CommandResult r =
+      test::run_mohge("serve --port 0 --checkpoint /nonexistent/ck", 60, "MOHGE_HTTP_MODULE=/nonexistent/libmohge_http.so");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.err, "error: cannot load the HTTP server module /nonexistent/libmohge_http.so: cannot open shared "
+                   "object file: No such file or directory (set MOHGE_HTTP_MODULE to its path)\n");
+  EXPECT_EQ(r.out, "");
 }
 
 TEST(CliHelp, EverySubcommandHelpExitsZero) {

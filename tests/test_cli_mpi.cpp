@@ -89,6 +89,16 @@ TEST(CliMpi, TrainsOverTwoRanksAndResumesInOneProcess) {
   EXPECT_NE(r.out.find("trained 4 steps"), std::string::npos) << r.out;
 }
 
+// Under a launcher (which sets OMPI_COMM_WORLD_SIZE) the binary loads MPI from its module
+// (core/parallel_job.h): a module that does not load is one `error:` line naming its path and why.
+TEST(CliMpi, AMissingMpiModuleIsOneErrorLine) {
+  if (!built_with_mpi()) GTEST_SKIP() << "mohge built without MPI";
+  auto r = test::run_mohge("train", 60, "OMPI_COMM_WORLD_SIZE=1 MOHGE_MPI_MODULE=/nonexistent/libmohge_mpi.so");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.err, "error: cannot load the MPI module /nonexistent/libmohge_mpi.so: cannot open shared object file: "
+                   "No such file or directory (set MOHGE_MPI_MODULE to its path)\n");
+}
+
 TEST(CliMpi, RanksNotMatchingTheConfigAreOneErrorLine) {
   if (!built_with_mpi()) GTEST_SKIP() << "mohge built without MPI";
   test::TmpDir d;

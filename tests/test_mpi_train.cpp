@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/safetensors.h"
+#include "core/signals.h"
 #include "data/dataloader.h"
 #include "dist/mpi_job.h"
 #include "eval/eval_loss.h"
@@ -145,7 +146,7 @@ class TrainOverRanks : public ::testing::TestWithParam<Case> {};
 // batch (float tolerance; the largest differences are printed).
 TEST_P(TrainOverRanks, EqualsOneProcess) {
   const Case& c = GetParam();
-  MpiJob job;
+  MpiJob job(interrupt_signal);
   const int P = job.size();
   if (P % c.ep != 0) GTEST_SKIP() << "EP " << c.ep << " does not divide " << P << " ranks";
   job.split(P / c.ep, c.ep, 120);
@@ -202,7 +203,7 @@ INSTANTIATE_TEST_SUITE_P(Parallel, TrainOverRanks,
 // A run saved at P ranks (DP 1 × EP P) resumes in one process and, from P = 4, on 2 ranks (EP 2)
 // with the losses the uninterrupted one-process run has: the checkpoint does not depend on P.
 TEST(TrainOverRanks, CheckpointResumesAtAnotherP) {
-  MpiJob job;
+  MpiJob job(interrupt_signal);
   const int P = job.size();
   job.split(1, P, 120);
   Collective& world = *job.groups().world;
@@ -244,7 +245,7 @@ TEST(TrainOverRanks, CheckpointResumesAtAnotherP) {
 // by all), for dense over DP = P and mohge over EP = P.
 TEST(ValidationOverRanks, EqualsOneProcess) {
   for (auto [kind, ep] : {std::pair<const char*, int>{"dense", 1}, {"mohge", 0}}) {
-    MpiJob job;
+    MpiJob job(interrupt_signal);
     const int P = job.size();
     if (ep == 0) ep = P;
     job.split(P / ep, ep, 120);
@@ -285,7 +286,7 @@ TEST(ValidationOverRanks, EqualsOneProcess) {
 // moments (1/P of the replicated tensors'). Dense and mohge over DP = P; mohge over DP P/2 × EP 2.
 TEST(ZeroOne, EqualsUnshardedMomentsWithAShareOfTheState) {
   for (auto [kind, ep] : {std::pair<const char*, int>{"dense", 1}, {"mohge", 1}, {"mohge", 2}}) {
-    MpiJob job;
+    MpiJob job(interrupt_signal);
     const int P = job.size();
     job.split(P / ep, ep, 120);
     const Shared& sh = shared(*job.groups().world);
@@ -334,7 +335,7 @@ TEST(ZeroOne, EqualsUnshardedMomentsWithAShareOfTheState) {
 // round, and a ZeRO-1 checkpoint saved at P resumes in one process and (from P = 4) at P = 2 with
 // zero1, all with the losses of the uninterrupted one-process run.
 TEST(ZeroOne, CheckpointsResumeWithAndWithoutAtAnotherP) {
-  MpiJob job;
+  MpiJob job(interrupt_signal);
   const int P = job.size(), ep = 2, dp = P / 2;
   job.split(dp, ep, 120);
   const ParallelGroups& groups = job.groups();

@@ -4,12 +4,10 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/parallel_job.h"
 #include "eval/eval_loss.h"
 #include "model/model_io.h"
 #include "train/trainer.h"
-#ifdef MOHGE_MPI
-#include "dist/mpi_job.h"
-#endif
 
 namespace mohge {
 namespace {
@@ -34,9 +32,8 @@ void register_train_commands(CLI::App& app) {
   train->add_option("--stop-after", stop_after, "stop with a checkpoint after this many steps")->check(CLI::NonNegativeNumber);
   train->add_flag("-q,--quiet", quiet, "no progress display");
   add_action(train, [] {
-#ifdef MOHGE_MPI
-    // under mpirun: one rank of a [parallel] job (dist/mpi_job.h)
-    std::unique_ptr<MpiJob> job = MpiJob::launched() ? std::make_unique<MpiJob>() : nullptr;
+    // under mpirun: one rank of a [parallel] job (core/parallel_job.h; MPI is loaded only then)
+    std::unique_ptr<ParallelJob> job = parallel_job_launched() ? parallel_job_open() : nullptr;
     RunConfig rc;
     try {
       rc = run_config_read(config, sets);
@@ -56,12 +53,6 @@ void register_train_commands(CLI::App& app) {
       throw;
     }
     if (job && job->rank() != 0) return;  // rank 0 reports
-#else
-    RunConfig rc = run_config_read(config, sets);
-    MOHGE_CHECK(rc.parallel.world() == 1, "[parallel] asks for {} ranks, but this mohge was built without MPI "
-                "(apt-get install libopenmpi-dev, then rebuild)", rc.parallel.world());
-    TrainSummary s = train_run(rc, {resume, !quiet, stop_after, validate_with_eval_loss});
-#endif
     if (s.already_complete)
       return fmt::print("run already complete: step {} of {}, checkpoint {}\n", s.steps, rc.train.steps, s.checkpoint);
     if (s.interrupted_by) return set_exit_status(128 + s.interrupted_by);  // the shell's convention

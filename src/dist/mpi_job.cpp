@@ -10,9 +10,7 @@
 
 namespace mohge {
 
-bool MpiJob::launched() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
-
-MpiJob::MpiJob() : session_(nullptr, nullptr) {}
+MpiJob::MpiJob(int (*interrupt_signal)()) : interrupt_signal_(interrupt_signal), session_(nullptr, nullptr) {}
 
 void MpiJob::split(int data_parallel, int expert_parallel, double timeout_s) {
   const int P = data_parallel * expert_parallel;
@@ -34,7 +32,7 @@ void MpiJob::split(int data_parallel, int expert_parallel, double timeout_s) {
   MPI_Comm_free(&ep), MPI_Comm_free(&edp);
   groups_ = {world_.get(), expert_.get(), expert_data_.get()};
   peers_ = std::make_unique<LocalPeers>(MPI_COMM_WORLD);
-  watchdog_->watch_peers([peers = peers_.get()] { return peers->lost_to_report(); });
+  watchdog_->watch_peers([peers = peers_.get()] { return peers->lost_to_report(); }, interrupt_signal_);
 }
 
 void MpiJob::fail_everywhere() {

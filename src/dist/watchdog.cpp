@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 
-#include "core/signals.h"
 
 namespace mohge {
 
@@ -41,9 +40,10 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
-void Watchdog::watch_peers(std::function<std::vector<int>()> lost_ranks) {
+void Watchdog::watch_peers(std::function<std::vector<int>()> lost_ranks, int (*interrupt_signal)()) {
   std::lock_guard<std::mutex> lk(mu_);
   lost_ranks_ = std::move(lost_ranks);
+  interrupt_signal_ = interrupt_signal;
 }
 
 Watchdog::Armed::Armed(Watchdog* w, const char* call) : w_(w) {
@@ -80,7 +80,7 @@ void Watchdog::watch() {
       why = fmt::format("rank {} of {}: {} waited more than {} s (parallel.timeout_s) for the other ranks: one of them "
                         "died, hangs or was stopped",
                         rank_, size_, call_.load(), timeout_s_);
-    } else if (lost_ranks_ && !was_stopped && !lost_reported && ((since != 0 && waited >= 0.3) || interrupt_signal())) {
+    } else if (lost_ranks_ && !was_stopped && !lost_reported && ((since != 0 && waited >= 0.3) || (interrupt_signal_ && interrupt_signal_()))) {
       const std::vector<int> lost = lost_ranks_();
       if (!lost.empty())
         why = fmt::format("rank {} of {}: rank {} ended (killed or crashed){}: the job cannot go on; resume it from its "

@@ -27,9 +27,10 @@ class Watchdog {
   Watchdog& operator=(const Watchdog&) = delete;
   double timeout_s() const { return timeout_s_; }
   // lost_ranks: polled while a call has waited 0.3 s or more, and after a termination signal
-  // (core/signals.h); the ranks it returns (dead peers) are reported at once: "rank R of P: rank K
-  // ended (killed or crashed) while MPI_X waited for it".
-  void watch_peers(std::function<std::vector<int>()> lost_ranks);
+  // (interrupt_signal non-zero: core/signals.h's, passed in because this code runs in the MPI
+  // module, which links no copy of core); the ranks it returns (dead peers) are reported at once:
+  // "rank R of P: rank K ended (killed or crashed) while MPI_X waited for it".
+  void watch_peers(std::function<std::vector<int>()> lost_ranks, int (*interrupt_signal)() = nullptr);
 
   // Arms the watchdog for one call (`call` must outlive it: a string literal); disarms on scope exit.
   class Armed {
@@ -46,6 +47,7 @@ class Watchdog {
   int rank_, size_;
   std::function<void(const std::string&)> on_timeout_;
   std::function<std::vector<int>()> lost_ranks_;  // guarded by mu_
+  int (*interrupt_signal_)() = nullptr;           // guarded by mu_
   std::atomic<int64_t> since_ns_{0};  // steady-clock start of the armed call; 0: none
   std::atomic<const char*> call_{nullptr};
   std::mutex mu_;

@@ -8,12 +8,10 @@
 #include <shared_mutex>
 
 #include "core/error.h"
+#include "core/module.h"
 #include "kernels/backend.h"
 #include "kernels/matvec.h"
 #include "kernels/ops.h"
-#ifdef MOHGE_HAVE_CUDA
-#include <dlfcn.h>
-#endif
 
 namespace mohge {
 
@@ -209,12 +207,12 @@ Backend* backend_find(const std::string& name, std::string* why_not) {
     static std::string load_error;
     static std::once_flag once;
     std::call_once(once, [] {
-      const char* env = std::getenv("MOHGE_CUDA_MODULE");
-      const std::string path = env && *env ? env : MOHGE_CUDA_MODULE;
-      void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (lib) entry = reinterpret_cast<Entry>(dlsym(lib, "mohge_cuda_backend"));
-      const char* why = entry ? nullptr : dlerror();
-      if (!entry) load_error = fmt::format("cannot load the CUDA backend module {}: {}", path, why ? why : "no entry point");
+      try {
+        entry = reinterpret_cast<Entry>(module_entry("CUDA backend", "MOHGE_CUDA_MODULE", MOHGE_CUDA_MODULE,
+                                                     "mohge_cuda_backend"));
+      } catch (const Error& e) {
+        load_error = e.what();
+      }
     });
     if (entry) return entry(why_not);
     if (why_not) *why_not = load_error;

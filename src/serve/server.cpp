@@ -1,7 +1,5 @@
 #include "serve/server.h"
 
-#include <httplib.h>
-
 #include <csignal>
 #include <filesystem>
 #include <random>
@@ -10,6 +8,7 @@
 #include "core/signals.h"
 #include "data/prepared_meta.h"
 #include "model/model_io.h"
+#include "serve/http_server.h"
 #include "serve/openai_api.h"
 #include "serve/peer_socket.h"
 #include "serve/scheduler.h"
@@ -38,18 +37,19 @@ struct State {
 // throw, should a piece not be.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-void send_json(httplib::Response& res, int status, const json& body) {
+void send_json(HttpResponse& res, int status, const json& body) {
   res.status = status;
-  res.set_content(dump(body), "application/json");
+  res.body = dump(body);
+  res.content_type = "application/json";
 }
 
-void send_error(httplib::Response& res, int status, const std::string& message) {
+void send_error(HttpResponse& res, int status, const std::string& message) {
   const char* type = status == 429 ? "rate_limit_error" : status >= 500 ? "server_error" : "invalid_request_error";
   send_json(res, status, {{"error", {{"message", message}, {"type", type}, {"code", status}}}});
 }
 
 // Refuses a request while the model loads; true when it may go on.
-bool require_ready(State& st, httplib::Response& res) {
+bool require_ready(State& st, HttpResponse& res) {
   if (st.ready) return true;
   st.metrics.count_request("unavailable");
   send_error(res, 503, "the model is loading");
@@ -57,7 +57,7 @@ bool require_ready(State& st, httplib::Response& res) {
 }
 
 // Counts a completion request in flight for as long as it lives: the handler's scope, or the
-// stream's content provider (httplib destroys it after the last write). Draining waits for none.
+// stream's content provider (the server destroys it after the last write). Draining waits for none.
 struct InFlight {
   explicit InFlight(State& s) : st(s) { st.in_flight++; }
   ~InFlight() { st.in_flight--; }
@@ -68,7 +68,7 @@ Usage usage_of(const GenerationJob& job) {
   return {(int)job.prompt.size(), job.completion_tokens, job.active_params, job.flops};
 }
 
-void handle_completion(State& st, const httplib::Request& req, httplib::Response& res, bool chat) {
+void handle_completion(State& st, const HttpRequest& req, HttpResponse& res, bool chat) {
   if (!require_ready(st, res)) return;
   auto in_flight = std::make_shared<InFlight>(st);
   auto job = std::make_shared<GenerationJob>();
@@ -119,40 +119,39 @@ void handle_completion(State& st, const httplib::Request& req, httplib::Response
   // then [DONE]. While there is nothing to send, a comment line every 100 ms: writing is how a
   // closed connection shows, and the job is cancelled then (in the queue, prefill or decode).
   auto sent = std::make_shared<size_t>(0);
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [&st, job, r, id, sent, in_flight](size_t, httplib::DataSink& sink) {
-        std::unique_lock lk(job->mu);
-        job->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return job->done || job->text.size() > *sent; });
-        const std::string piece = job->text.substr(*sent);
-        *sent = job->text.size();
-        const bool done = job->done;
-        const std::string reason = job->finish_reason, error = job->error;
-        const Usage u = usage_of(*job);
-        lk.unlock();
-        std::string out;
-        if (!piece.empty())
-          out += "data: " + dump(completion_json(r, id, st.model_name, piece, "", nullptr, true)) + "\n\n";
-        if (done && reason == "error")
-          out += "data: " + dump({{"error", {{"message", error}, {"type", "server_error"}, {"code", 500}}}}) + "\n\n";
-        else if (done)
-          out += "data: " + dump(completion_json(r, id, st.model_name, "", reason, &u, true)) + "\n\n";
-        if (done) out += "data: [DONE]\n\n";
-        if (out.empty()) out = ": waiting\n\n";
-        if (!sink.write(out.data(), out.size())) {
-          job->cancelled = true;
-          return false;
-        }
-        if (done) sink.done();
-        return true;
-      },
-      [job](bool success) {
-        if (!success) job->cancelled = true;  // the connection ended before the last event
-      });
+  res.headers.emplace_back("Cache-Control", "no-cache");
+  res.content_type = "text/event-stream";
+  res.stream = [&st, job, r, id, sent, in_flight](HttpSink& sink) {
+    std::unique_lock lk(job->mu);
+    job->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return job->done || job->text.size() > *sent; });
+    const std::string piece = job->text.substr(*sent);
+    *sent = job->text.size();
+    const bool done = job->done;
+    const std::string reason = job->finish_reason, error = job->error;
+    const Usage u = usage_of(*job);
+    lk.unlock();
+    std::string out;
+    if (!piece.empty())
+      out += "data: " + dump(completion_json(r, id, st.model_name, piece, "", nullptr, true)) + "\n\n";
+    if (done && reason == "error")
+      out += "data: " + dump({{"error", {{"message", error}, {"type", "server_error"}, {"code", 500}}}}) + "\n\n";
+    else if (done)
+      out += "data: " + dump(completion_json(r, id, st.model_name, "", reason, &u, true)) + "\n\n";
+    if (done) out += "data: [DONE]\n\n";
+    if (out.empty()) out = ": waiting\n\n";
+    if (!sink.write(out)) {
+      job->cancelled = true;
+      return false;
+    }
+    if (done) sink.done();
+    return true;
+  };
+  res.stream_end = [job](bool completed) {
+    if (!completed) job->cancelled = true;  // the connection ended before the last event
+  };
 }
 
-void handle_tokenize(State& st, const httplib::Request& req, httplib::Response& res) {
+void handle_tokenize(State& st, const HttpRequest& req, HttpResponse& res) {
   if (!require_ready(st, res)) return;
   try {
     json body = json::parse(req.body, nullptr, false);
@@ -164,7 +163,7 @@ void handle_tokenize(State& st, const httplib::Request& req, httplib::Response& 
   }
 }
 
-void handle_detokenize(State& st, const httplib::Request& req, httplib::Response& res) {
+void handle_detokenize(State& st, const HttpRequest& req, HttpResponse& res) {
   if (!require_ready(st, res)) return;
   try {
     json body = json::parse(req.body, nullptr, false);
@@ -194,34 +193,32 @@ void serve(const ServeOptions& o) {
   st.model_name = std::filesystem::path(o.checkpoint).lexically_normal().filename().string();
   if (st.model_name.empty()) st.model_name = std::filesystem::path(o.checkpoint).lexically_normal().parent_path().filename().string();
 
-  httplib::Server svr;
   // one thread per open connection: every slot and queue place can be waited on at once
-  const size_t threads = (size_t)o.max_seqs + (size_t)o.queue + 4;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  svr.set_tcp_nodelay(true);  // each streamed token leaves at once, not after the client's delayed ACK
-  svr.Post("/v1/completions", [&](const auto& req, auto& res) { handle_completion(st, req, res, false); });
-  svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { handle_completion(st, req, res, true); });
-  svr.Post("/tokenize", [&](const auto& req, auto& res) { handle_tokenize(st, req, res); });
-  svr.Post("/detokenize", [&](const auto& req, auto& res) { handle_detokenize(st, req, res); });
-  svr.Get("/v1/models", [&](const auto&, auto& res) {
+  std::unique_ptr<HttpServer> svr = http_server_open((size_t)o.max_seqs + (size_t)o.queue + 4);
+  svr->route("POST", "/v1/completions", [&](const auto& req, auto& res) { handle_completion(st, req, res, false); });
+  svr->route("POST", "/v1/chat/completions", [&](const auto& req, auto& res) { handle_completion(st, req, res, true); });
+  svr->route("POST", "/tokenize", [&](const auto& req, auto& res) { handle_tokenize(st, req, res); });
+  svr->route("POST", "/detokenize", [&](const auto& req, auto& res) { handle_detokenize(st, req, res); });
+  svr->route("GET", "/v1/models", [&](const auto&, auto& res) {
     send_json(res, 200, {{"object", "list"},
                          {"data", json::array({{{"id", st.model_name}, {"object", "model"}, {"owned_by", "mohge"}}})}});
   });
-  svr.Get("/health", [&](const auto&, auto& res) {
+  svr->route("GET", "/health", [&](const auto&, auto& res) {
     if (st.ready) send_json(res, 200, {{"status", "ok"}});
     else send_json(res, 503, {{"status", "loading"}});
   });
-  svr.Get("/metrics", [&](const auto&, auto& res) { res.set_content(st.metrics.render(), "text/plain; version=0.0.4"); });
+  svr->route("GET", "/metrics", [&](const auto&, auto& res) {
+    res.body = st.metrics.render();
+    res.content_type = "text/plain; version=0.0.4";
+  });
 
-  int port = o.port;
-  if (port == 0) port = svr.bind_to_any_port(o.host);
-  else if (!svr.bind_to_port(o.host, port)) port = -1;
+  const int port = svr->bind(o.host, o.port);
   MOHGE_CHECK(port > 0, "cannot listen on {}:{} (address in use, or not an address of this machine)", o.host, o.port);
   fmt::print("mohge serve: listening on http://{}:{}\n", o.host, port);
   std::fflush(stdout);
-  std::thread listener([&] { svr.listen_after_bind(); });
+  std::thread listener([&] { svr->listen(); });
   auto stop_listener = [&] {
-    svr.stop();
+    svr->stop();
     listener.join();
   };
   try {
@@ -243,7 +240,7 @@ void serve(const ServeOptions& o) {
   while (!interrupt.signal()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   fmt::print(stderr, "mohge serve: {}: draining (up to {} s)\n", signal_name(interrupt.signal()), o.drain_seconds);
   st.scheduler->drain(Clock::now() + std::chrono::milliseconds((int64_t)(o.drain_seconds * 1000)));
-  // httplib stops writing streams once stopped: let them write their last events first
+  // the server stops writing streams once stopped: let them write their last events first
   for (int i = 0; i < 500 && st.in_flight > 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   stop_listener();
   st.scheduler.reset();

@@ -1,5 +1,6 @@
 // defines: ServeOptions, serve — the OpenAI-compatible HTTP server (`mohge serve`, docs/SERVE.md)
-// On cpp-httplib (Debian's libcpp-httplib-dev, what llama.cpp's server uses): it listens first
+// On cpp-httplib (Debian's libcpp-httplib-dev, what llama.cpp's server uses), loaded as a module
+// (serve/http_server.h) so that no other command maps it and OpenSSL: it listens first
 // (GET /health answers 503 while the checkpoint loads), then serves POST /v1/completions and
 // /v1/chat/completions (JSON, or server-sent events with stream: true), GET /v1/models, /health,
 // /metrics, POST /tokenize and /detokenize. Generation goes through one Scheduler (continuous

@@ -1,0 +1,64 @@
+// defines: mohge_http_server_new — the entry point of the module libmohge_http.so: an HttpServer
+//          (serve/http_server.h) on cpp-httplib
+#include <httplib.h>
+
+#include "serve/http_server.h"
+
+namespace mohge {
+namespace {
+
+class HttplibSink final : public HttpSink {
+ public:
+  explicit HttplibSink(httplib::DataSink& sink) : sink_(sink) {}
+  bool write(const std::string& data) override { return sink_.write(data.data(), data.size()); }
+  void done() override { sink_.done(); }
+
+ private:
+  httplib::DataSink& sink_;
+};
+
+class HttplibServer final : public HttpServer {
+ public:
+  explicit HttplibServer(size_t threads) {
+    // one thread per open connection: every slot and queue place can be waited on at once
+    svr_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    svr_.set_tcp_nodelay(true);  // each streamed token leaves at once, not after the client's delayed ACK
+  }
+
+  void route(const std::string& method, const std::string& path, HttpHandler handler) override {
+    auto call = [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+      HttpResponse out;
+      handler(HttpRequest{req.body, req.remote_addr, req.remote_port, req.local_port}, out);
+      res.status = out.status;
+      for (auto& [name, value] : out.headers) res.set_header(name, value);
+      if (!out.stream) return res.set_content(out.body, out.content_type);
+      res.set_chunked_content_provider(
+          out.content_type,
+          [stream = std::move(out.stream)](size_t, httplib::DataSink& sink) {
+            HttplibSink s(sink);
+            return stream(s);
+          },
+          [end = std::move(out.stream_end)](bool success) {
+            if (end) end(success);
+          });
+    };
+    if (method == "GET") svr_.Get(path, std::move(call));
+    else svr_.Post(path, std::move(call));
+  }
+
+  int bind(const std::string& host, int port) override {
+    if (port == 0) return svr_.bind_to_any_port(host);
+    return svr_.bind_to_port(host, port) ? port : -1;
+  }
+  void listen() override { svr_.listen_after_bind(); }
+  void stop() override { svr_.stop(); }
+
+ private:
+  httplib::Server svr_;
+};
+
+}  // namespace
+}  // namespace mohge
+
+// A new server (serve/http_server.h), owned by the caller. Unmangled, for dlsym.
+extern "C" mohge::HttpServer* mohge_http_server_new(size_t threads) { return new mohge::HttplibServer(threads); }
