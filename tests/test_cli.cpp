@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -146,6 +147,36 @@ TEST(CliBinary, DoesNotLinkTheLibrariesOfItsModules) {
   for (const char* lib : {"libcudart", "libcublas", "libcuda.so", "libmpi", "libopen-pal", "libopen-rte", "libhwloc",
                           "libevent", "libcpp-httplib", "libssl", "libcrypto", "libbrotli"})
     EXPECT_EQ(r.out.find(lib), std::string::npos) << lib << " in\n" << r.out;
+}
+
+// The engine's code and state of the mohge namespace (functions, globals, statics: nm types T D B R
+// b d) defined in `file`, by mangled name.
+std::set<std::string> engine_symbols(const std::string& file) {
+  test::CommandResult r = test::run_command("nm --defined-only " + test::shell_quote(file));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  std::set<std::string> names;
+  std::stringstream ss(r.out);
+  std::string address, type, name;
+  while (ss >> address >> type >> name)
+    if (type.size() == 1 && std::strchr("TDBRbd", type[0]) && name.find("5mohge") != std::string::npos)
+      names.insert(name);
+  return names;
+}
+
+// A module holds no copy of anything the binary defines (core/module.h): a second copy of a layer
+// (its registries, caches, signal flags) would be state the binary never sees.
+TEST(CliBinary, ModulesDefineNothingTheBinaryDefines) {
+  const std::set<std::string> binary = engine_symbols(MOHGE_BINARY);
+  ASSERT_GT(binary.size(), 100u);
+  int modules = 0;
+  for (const char* module : {"libmohge_mpi.so", "libmohge_http.so", "libmohge_cuda.so"}) {
+    const std::string path = std::string(MOHGE_BINARY_DIR) + "/" + module;
+    if (!fs::exists(path)) continue;  // not built here (MPI, CUDA)
+    modules++;
+    for (const std::string& name : engine_symbols(path))
+      EXPECT_EQ(binary.count(name), 0u) << module << " defines " << name << ", which the binary defines too";
+  }
+  EXPECT_GE(modules, 1);  // the HTTP module is always built
 }
 
 // A module that does not load is one `error:` line naming its path and why, before anything else
