@@ -97,6 +97,11 @@ TEST(CliMpi, AMissingMpiModuleIsOneErrorLine) {
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.err, "error: cannot load the MPI module /nonexistent/libmohge_mpi.so: cannot open shared object file: "
                    "No such file or directory (set MOHGE_MPI_MODULE to its path)\n");
+  const std::string other = std::string(MOHGE_BINARY_DIR) + "/libmohge_http.so";  // a module, but not MPI's
+  r = test::run_mohge("train", 60, "OMPI_COMM_WORLD_SIZE=1 MOHGE_MPI_MODULE=" + q(other));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.err, "error: cannot load the MPI module " + other +
+                       ": undefined symbol: mohge_mpi_job_new (set MOHGE_MPI_MODULE to its path)\n");
 }
 
 TEST(CliMpi, RanksNotMatchingTheConfigAreOneErrorLine) {

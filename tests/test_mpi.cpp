@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -189,6 +190,25 @@ TEST(MpiCollective, WatchdogNamesALostPeerBeforeTheTimeout) {
                           "cannot go on; resume it from its last checkpoint");
   }
   EXPECT_TRUE(LocalPeers(MPI_COMM_WORLD).lost_to_report().empty());
+}
+
+// After a termination signal (the interrupt_signal passed to watch_peers: the binary's, as the MPI
+// module has no copy of core's) a lost peer is reported at once, with no call waiting: mpirun's
+// SIGTERM finds a computing rank outside any call.
+int sigterm_received() { return SIGTERM; }
+TEST(MpiCollective, WatchdogLooksForLostPeersOnATerminationSignal) {
+  std::mutex mu;
+  std::vector<std::string> reports;
+  Watchdog dog(60, 1, 2, [&](const std::string& m) {
+    std::lock_guard<std::mutex> lk(mu);
+    reports.push_back(m);
+  });
+  dog.watch_peers([] { return std::vector<int>{0}; }, sigterm_received);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::lock_guard<std::mutex> lk(mu);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0], "rank 1 of 2: rank 0 ended (killed or crashed): the job cannot go on; resume it from its last "
+                        "checkpoint");
 }
 
 }  // namespace

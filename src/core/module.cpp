@@ -15,7 +15,8 @@ void* module_entry(const std::string& what, const char* env_var, const std::stri
   void* entry = lib ? dlsym(lib, symbol) : nullptr;
   if (!entry) {
     // dlerror names the file first ("PATH: cannot open shared object file: ..."): once is enough
-    std::string why = dlerror() ?: "no entry point";
+    const char* err = dlerror();
+    std::string why = err ? err : "no entry point";
     if (why.starts_with(path + ": ")) why.erase(0, path.size() + 2);
     fail("cannot load the {} module {}: {} (set {} to its path)", what, path, why, env_var);
   }

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 
-
 namespace mohge {
 
 namespace {
@@ -80,7 +79,8 @@ void Watchdog::watch() {
       why = fmt::format("rank {} of {}: {} waited more than {} s (parallel.timeout_s) for the other ranks: one of them "
                         "died, hangs or was stopped",
                         rank_, size_, call_.load(), timeout_s_);
-    } else if (lost_ranks_ && !was_stopped && !lost_reported && ((since != 0 && waited >= 0.3) || (interrupt_signal_ && interrupt_signal_()))) {
+    } else if (lost_ranks_ && !was_stopped && !lost_reported &&
+               ((since != 0 && waited >= 0.3) || (interrupt_signal_ && interrupt_signal_()))) {
       const std::vector<int> lost = lost_ranks_();
       if (!lost.empty())
         why = fmt::format("rank {} of {}: rank {} ended (killed or crashed){}: the job cannot go on; resume it from its "
