@@ -1136,6 +1136,59 @@ TEST(ModelShapes, ForwardBackwardAfterOtherBatchShapesMatchesFreshModel) {
 // ----------------------------------------------------------------------------------- generation
 // A model vocabulary padded beyond the tokenizer's: generation never emits an id the tokenizer
 // cannot decode, even when those ids have the largest logits.
+// sample_token draws each id with its probability under softmax(logits / T) restricted to the
+// top-k (ties: the lower id) and then the nucleus (the fewest ids whose probability reaches top_p),
+// against those probabilities computed here in double, over many draws (5 standard errors).
+TEST(Sampling, DrawsEachTokenWithItsTruncatedSoftmaxProbability) {
+  const std::vector<float> logits = {2.0f, 1.0f, 1.0f, 0.5f, -1.0f, 3.0f, 0.0f, 1.5f};
+  const int V = (int)logits.size();
+  struct Case { double t; int k; double p; };
+  for (const Case c : {Case{1.0, 0, 1.0}, Case{0.7, 3, 1.0}, Case{1.0, 0, 0.8}, Case{1.3, 5, 0.9}, Case{1.0, 4, 1.0},
+                       Case{2.0, 0, 0.05}}) {
+    std::vector<int> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+    order.resize(c.k > 0 ? c.k : V);
+    std::vector<double> w;
+    double kept = 0.0;
+    for (int id : order) kept += w.emplace_back(std::exp((logits[id] - 3.0) / c.t));
+    size_t n = 0;
+    for (double cum = 0.0; n < w.size() && cum < c.p * kept;) cum += w[n++];
+    std::vector<double> want(V, 0.0);
+    double sum = 0.0;
+    for (size_t j = 0; j < n; j++) sum += w[j];
+    for (size_t j = 0; j < n; j++) want[order[j]] = w[j] / sum;
+    SamplingOptions o;
+    o.temperature = c.t, o.top_k = c.k, o.top_p = c.p;
+    std::mt19937_64 rng(7);
+    const int draws = 200000;
+    std::vector<int> count(V, 0);
+    for (int i = 0; i < draws; i++) count[sample_token(logits.data(), V, o, rng)]++;
+    for (int id = 0; id < V; id++) {
+      const double f = (double)count[id] / draws, se = std::sqrt(want[id] * (1 - want[id]) / draws);
+      if (want[id] == 0.0) EXPECT_EQ(count[id], 0) << "id " << id << " is outside top-k / nucleus (T " << c.t << " k " << c.k << " p " << c.p << ")";
+      else EXPECT_NEAR(f, want[id], 5 * se + 1e-4) << "id " << id << " (T " << c.t << " k " << c.k << " p " << c.p << ")";
+    }
+  }
+  // a nucleus far beyond the first sorted head (64 ids): nearly flat logits over 3000 ids, p = 0.5
+  std::vector<float> flat(3000);
+  for (int i = 0; i < 3000; i++) flat[i] = -0.0005f * i;
+  double total = 0.0, cum = 0.0;
+  for (float x : flat) total += std::exp((double)x);
+  int nucleus = 0;
+  while (cum < 0.5 * total) cum += std::exp((double)flat[nucleus++]);
+  SamplingOptions o;
+  o.temperature = 1.0, o.top_p = 0.5;
+  std::mt19937_64 rng(3);
+  int highest = 0;
+  for (int i = 0; i < 3000; i++) {
+    const int id = sample_token(flat.data(), 3000, o, rng);
+    ASSERT_LT(id, nucleus) << "outside the nucleus of " << nucleus << " ids";
+    highest = std::max(highest, id);
+  }
+  EXPECT_GT(highest, nucleus * 9 / 10) << "the nucleus's last ids are never drawn";
+}
+
 TEST(Generate, VocabLimitKeepsSamplesInsideTheTokenizerVocabulary) {
   ModelConfig cfg = tiny_config("dense");
   Model m(cfg);

@@ -107,6 +107,7 @@ class ServerProcess {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   }
   void signal(int sig) const { kill(pid_, sig); }
+  int port() const { return port_; }
   std::string output() const { return read_file_text(*log_ / "out.txt"); }
 
  private:
@@ -462,6 +463,15 @@ TEST(ServeLimits, FullQueueIs429AndDisconnectFreesTheSlot) {
   EXPECT_EQ(wait_for_metric(server, "mohge_requests_total{outcome=\"cancelled\"}", [](long v) { return v >= 1; }), 1);
   EXPECT_LT(metric(server, "mohge_generation_tokens_total"), (n200 + 1) * 4000);
   EXPECT_EQ(wait_for_metric(server, "mohge_running_sequences", [](long v) { return v == 0; }), 0);
+  EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 2, 3).dump()).status, 200);
+}
+
+// A port another server holds is an error, not a second server sharing it (SO_REUSEPORT).
+TEST(ServeLimits, APortInUseIsOneErrorLine) {
+  ServerProcess server("");
+  const auto r = test::run_mohge(fmt::format("serve --checkpoint {} --port {}", test::shell_quote(env().ck), server.port()), 20);
+  EXPECT_EQ(r.rc, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("error: cannot listen on 127.0.0.1:" + std::to_string(server.port())), std::string::npos) << r.err;
   EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 2, 3).dump()).status, 200);
 }
 

@@ -6,30 +6,59 @@
 
 #include "core/error.h"
 #include "core/finite.h"
+#include "kernels/vec_math.h"
 
 namespace mohge {
 
 int32_t sample_token(const float* logits, int V, const SamplingOptions& o, std::mt19937_64& rng) {
   if (o.temperature <= 0) return (int32_t)(std::max_element(logits, logits + V) - logits);
-  std::vector<int32_t> idx(V);
-  std::iota(idx.begin(), idx.end(), 0);
-  // candidates sorted by logit (descending, ties to the lower id), truncated by top-k
-  int keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  // Every id's weight exp((logit − max) / T), vectorised: one pass over the vocabulary. A full
+  // sort of the vocabulary per token (what a nucleus needs in the worst case) cost more than the
+  // decode step itself in the server.
+  thread_local std::vector<float> w;
+  thread_local std::vector<int32_t> idx;
+  w.resize(V);
+  const float mx = *std::max_element(logits, logits + V);
+  const float inv_t = (float)std::min(1.0 / o.temperature, 1e30);  // a tiny temperature: near greedy, no inf
+#pragma omp simd
+  for (int i = 0; i < V; i++) w[i] = exp_approx((logits[i] - mx) * inv_t);
+  // draws from the candidates cand[0, n) (all ids when cand is null) with their weights
+  auto draw = [&](const int32_t* cand, int n, double total) {
+    double u = std::uniform_real_distribution<double>(0.0, total)(rng);
+    int last = 0;  // the last candidate of nonzero weight: where rounding leaves a tiny u
+    for (int j = 0; j < n; j++) {
+      const int id = cand ? cand[j] : j;
+      if (w[id] > 0) last = id;
+      if ((u -= w[id]) < 0) return (int32_t)id;
+    }
+    return (int32_t)last;
+  };
+  const int keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  if (keep == V && o.top_p >= 1.0) {
+    double total = 0.0;
+    for (int i = 0; i < V; i++) total += w[i];
+    return draw(nullptr, V, total);
+  }
+  // Candidates by logit (descending, ties to the lower id), truncated by top-k, then the nucleus:
+  // the shortest prefix whose weight reaches top_p of the kept weight. Only that prefix is sorted,
+  // found by sorting a growing head of the candidates (64, 256, ... ids).
   auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), by_logit);
-  idx.resize(keep);
-  std::vector<double> p(keep);
-  double mx = logits[idx[0]], sum = 0.0;
-  for (int i = 0; i < keep; i++) sum += (p[i] = std::exp((logits[idx[i]] - mx) / o.temperature));
-  // nucleus: the smallest prefix whose probability reaches top_p
-  if (o.top_p < 1.0) {
+  idx.resize(V);
+  std::iota(idx.begin(), idx.end(), 0);
+  if (keep < V) std::nth_element(idx.begin(), idx.begin() + keep, idx.end(), by_logit);
+  double kept = 0.0;
+  for (int j = 0; j < keep; j++) kept += w[idx[j]];
+  if (o.top_p >= 1.0) {
+    std::sort(idx.begin(), idx.begin() + keep, by_logit);
+    return draw(idx.data(), keep, kept);
+  }
+  for (int head = std::min(keep, 64);; head = std::min(keep, head * 4)) {
+    std::partial_sort(idx.begin(), idx.begin() + head, idx.begin() + keep, by_logit);
     double c = 0.0;
     int n = 0;
-    while (n < keep && c < o.top_p * sum) c += p[n++];
-    p.resize(n), idx.resize(n);
+    while (n < head && c < o.top_p * kept) c += w[idx[n++]];
+    if (c >= o.top_p * kept || head == keep) return draw(idx.data(), n, c);
   }
-  std::discrete_distribution<int> dist(p.begin(), p.end());
-  return idx[dist(rng)];
 }
 
 std::vector<int32_t> generate(const Model& m, const std::vector<int32_t>& prompt, const SamplingOptions& o,

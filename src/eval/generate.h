@@ -21,7 +21,10 @@ struct SamplingOptions {
                              // vocabulary is padded beyond it); 0 = the model's whole vocabulary
 };
 
-// Picks the next token from logits[V] (greedy when temperature == 0).
+// Picks the next token from logits[V]: greedy when temperature == 0, else a draw from
+// softmax(logits / temperature) restricted to the top_k largest logits (ties: the lower id) and
+// then to the nucleus, the fewest of those whose probability reaches top_p. O(V) without top-k
+// and top-p; a nucleus sorts only its own candidates.
 int32_t sample_token(const float* logits, int V, const SamplingOptions& o, std::mt19937_64& rng);
 
 // Feeds the prompt, then samples up to max_new_tokens; on_token is called for each new token.

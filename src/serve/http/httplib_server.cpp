@@ -23,6 +23,13 @@ class HttplibServer final : public HttpServer {
     // one thread per open connection: every slot and queue place can be waited on at once
     svr_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     svr_.set_tcp_nodelay(true);  // each streamed token leaves at once, not after the client's delayed ACK
+    // SO_REUSEADDR only (a restart may bind while the old connections wait out TIME_WAIT).
+    // httplib's default adds SO_REUSEPORT, with which a second server on a taken port starts
+    // silently and the kernel splits the connections between the two.
+    svr_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
   }
 
   void route(const std::string& method, const std::string& path, HttpHandler handler) override {
