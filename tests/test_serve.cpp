@@ -475,6 +475,20 @@ TEST(ServeLimits, APortInUseIsOneErrorLine) {
   EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 2, 3).dump()).status, 200);
 }
 
+// The listening socket queues many connections at once (32 clients connecting together overflowed
+// cpp-httplib's backlog of 5: retried SYNs, reset connections): `ss` reports the backlog (Send-Q).
+TEST(ServeLimits, TheListenBacklogHoldsManyConnections) {
+  ServerProcess server("");
+  const auto r = test::run_command(fmt::format("ss -Hltn 'sport = :{}'", server.port()));
+  if (r.rc != 0) GTEST_SKIP() << "no ss (iproute2) here: " << r.err;
+  std::istringstream in(r.out);
+  std::string state;
+  long recv_q = -1, send_q = -1;
+  in >> state >> recv_q >> send_q;
+  EXPECT_EQ(state, "LISTEN") << r.out;
+  EXPECT_GE(send_q, 128) << r.out;
+}
+
 TEST(ServeLimits, SigtermDuringAStreamFinishesItAndExitsZero) {
   ServerProcess server("--max-seqs 2 --queue 2");
   json b = completion("the cat", 1, 3000);

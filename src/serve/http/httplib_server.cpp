@@ -1,6 +1,7 @@
 // defines: mohge_http_server_new — the entry point of the module libmohge_http.so: an HttpServer
 //          (serve/http_server.h) on cpp-httplib
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "serve/http_server.h"
 
@@ -26,9 +27,10 @@ class HttplibServer final : public HttpServer {
     // SO_REUSEADDR only (a restart may bind while the old connections wait out TIME_WAIT).
     // httplib's default adds SO_REUSEPORT, with which a second server on a taken port starts
     // silently and the kernel splits the connections between the two.
-    svr_.set_socket_options([](socket_t sock) {
+    svr_.set_socket_options([this](socket_t sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd_ = sock;  // the last socket set up is the one bound (raise_backlog)
     });
   }
 
@@ -54,14 +56,23 @@ class HttplibServer final : public HttpServer {
   }
 
   int bind(const std::string& host, int port) override {
-    if (port == 0) return svr_.bind_to_any_port(host);
-    return svr_.bind_to_port(host, port) ? port : -1;
+    const int bound = port == 0 ? svr_.bind_to_any_port(host) : (svr_.bind_to_port(host, port) ? port : -1);
+    if (bound > 0) raise_backlog();
+    return bound;
   }
   void listen() override { svr_.listen_after_bind(); }
   void stop() override { svr_.stop(); }
 
  private:
+  // Debian's compiled cpp-httplib listens with a backlog of 5 connections: 32 clients connecting at
+  // once overflowed it (SYNs dropped and retried a second later, some connections reset). A second
+  // listen() on the listening socket sets the kernel's limit instead.
+  void raise_backlog() const {
+    if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
+  }
+
   httplib::Server svr_;
+  socket_t listen_fd_ = -1;
 };
 
 }  // namespace
