@@ -4,6 +4,7 @@
 // CPU backend bit for bit: a missing upload or download shows here, without a GPU. It counts the
 // host <-> backend traffic (what a GPU would move and wait for), so tests can bound it.
 #pragma once
+#include "core/error.h"
 #include "kernels/backend.h"
 
 namespace mohge::test {
@@ -30,6 +31,18 @@ class StagedCpuBackend final : public Backend {
   void fill(float* x, float value, int64_t n) override { cpu().fill(x, value, n); }
   void zero(void* p, size_t bytes) override { cpu().zero(p, bytes); }
   void synchronize() override { cpu().synchronize(); }
+  // Inference weights go to the CPU backend; set_inference_weights call number freeze_fail_at
+  // (0-based) throws instead, as an allocation failure would; frozen_now counts declared ranges.
+  int freeze_fail_at = -1, freeze_calls = 0, frozen_now = 0;
+  void set_inference_weights(const float* w, size_t n, bool bf16) override {
+    MOHGE_CHECK(freeze_calls++ != freeze_fail_at, "out of memory (a test's failure)");
+    cpu().set_inference_weights(w, n, bf16);
+    frozen_now++;
+  }
+  void clear_inference_weights(const float* w) override {
+    cpu().clear_inference_weights(w);
+    frozen_now--;
+  }
   void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool acc,
                       Precision p) override {
     cpu().matmul_forward(out, inp, w, N, I, O, acc, p);
