@@ -4,11 +4,11 @@
 # Chromium, ...; --bench what bench/run_benchmarks.sh needs: PyTorch on an optimised BLAS)
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libdnnl-dev libsentencepiece-dev
-      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev libcpp-httplib-dev)
+      nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libgtest-dev libcpp-httplib-dev libomp-dev)
 # --test: PyTorch (reference comparison), Chromium (report rendering), clang with libFuzzer and the
 # sanitizer runtimes (scripts/fuzz.sh), Open MPI (multi-rank tests under mpirun), iproute2 (ss: the
 # server's listen backlog)
-if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium clang libclang-rt-14-dev libomp-dev libopenmpi-dev openmpi-bin iproute2); fi
+if [[ "${1:-}" == "--test" ]]; then pkgs+=(python3-torch python3-numpy chromium clang libclang-rt-14-dev libopenmpi-dev openmpi-bin iproute2); fi
 # --bench: PyTorch with OpenBLAS (Debian's libblas.so.3 alternative switches to it on install): on
 # the reference BLAS PyTorch is ~25x slower than its users see it, and torch_bench.py refuses to run
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-openmp); fi

@@ -11,6 +11,11 @@
 
 namespace mohge {
 
+// Below this many elements a loop runs on the calling thread: opening a parallel region costs
+// ~2 µs at 2 threads (libomp on the 2-core machine), more than splitting such a loop saves.
+// Decode's per-token ops (one row of d or W elements) stay serial; training's batches split.
+static constexpr int64_t kParallelMinElems = 1 << 14;
+
 void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                     bool accumulate, Precision p) {
   gemm(false, true, N, O, I, 1.0f, inp, I, w, I, accumulate ? 1.0f : 0.0f, out, O, p);
@@ -23,7 +28,7 @@ void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp
 }
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kParallelMinElems)
   for (int n = 0; n < N; n++) std::copy_n(wte + (int64_t)tokens[n] * C, C, out + (int64_t)n * C);
 }
 
@@ -43,7 +48,7 @@ void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, i
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
                      float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kParallelMinElems)
   for (int n = 0; n < N; n++) {
     const float* x = inp + (int64_t)n * C;
     float* y = out + (int64_t)n * C;
@@ -89,7 +94,7 @@ void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bo
   std::vector<double> inv_freq(half);
   for (int i = 0; i < half; i++) inv_freq[i] = std::pow((double)theta, -2.0 * i / hd);
   float sign = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * H * hd >= kParallelMinElems)
   for (int t = 0; t < T; t++) {
     std::vector<float> cs(half), sn(half);
     for (int i = 0; i < half; i++) {
@@ -294,7 +299,9 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
       tile_row0.push_back(i);
   const int tiles = (int)tile_row0.size();
   tile_row0.push_back(N);
-#pragma omp parallel
+  int64_t keys = 0;  // query–key pairs: the work, each a dot product and an axpy of hd per head
+  for (int i = 0; i < N; i++) keys += pos[i] + 1;
+#pragma omp parallel if (keys * H * hd >= 2 * kParallelMinElems)
   {
     std::vector<float> S((size_t)kAttnRows * kAttnCols);
     // every (tile, head) writes only its own rows of out; each row is one task's, in a fixed order
@@ -310,7 +317,7 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N >= kParallelMinElems)
   for (int64_t i = 0; i < N; i++) {
     float g = gate[i];
     out[i] = g / (1.0f + exp_approx(-g)) * up[i];
@@ -365,12 +372,12 @@ void crossentropy_backward(float* dlogits, const float* logits, const float* lse
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElems)
   for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
 void gather_rows(float* out, const float* inp, const int32_t* src, int P, int d) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)P * d >= kParallelMinElems)
   for (int p = 0; p < P; p++) std::copy_n(inp + (int64_t)src[p] * d, d, out + (int64_t)p * d);
 }
 
@@ -390,7 +397,7 @@ void gather_rows_backward(float* dinp, const float* dout, const int32_t* offsets
 
 void combine_rows(float* out, const float* y, const float* weight, const int32_t* offsets,
                   const int32_t* pos, int N, int d) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)offsets[N] * d >= kParallelMinElems)
   for (int t = 0; t < N; t++) {
     float* o = out + (int64_t)t * d;
     std::fill(o, o + d, 0.0f);
