@@ -4,7 +4,6 @@
 // (bench/bench_gemm.cpp; training about 10% faster end to end, docs/BENCHMARKS.md), and
 // Debian's OpenBLAS 0.3.21 has no bf16 GEMM.
 #include <dnnl.hpp>
-#include <omp.h>
 
 #include <memory>
 #include <map>
@@ -14,6 +13,7 @@
 
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "kernels/parallel.h"
 
 namespace mohge {
 
@@ -79,9 +79,10 @@ Bf16Matmuls& bf16_matmuls() {
 
 // rows×cols of a row-major float matrix with leading dimension ld -> packed bf16
 void to_bf16(uint16_t* dst, const float* src, int rows, int cols, int ld) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && (int64_t)rows * cols > 65536)
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = bf16_from_float(src[(int64_t)r * ld + c]);
+  parallel_rows(rows, (int64_t)rows * cols >= 4 * kParallelMinElems, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++)
+      for (int c = 0; c < cols; c++) dst[r * cols + c] = bf16_from_float(src[r * ld + c]);
+  });
 }
 
 // C[M,N] (+= when acc) op(A)[M,K]·op(B)[K,N] from packed bfloat16 operands.

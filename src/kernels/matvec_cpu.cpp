@@ -2,12 +2,12 @@
 #include "kernels/matvec.h"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <vector>
 
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "kernels/parallel.h"
 
 namespace mohge {
 
@@ -100,22 +100,21 @@ void matvec_tiles(float* out, const T* x, const T* w, int N, int I, int O, bool 
   constexpr int RO = 8;
   const int blocks = (O + RO - 1) / RO;
   // Threads take contiguous runs of output rows, so each streams its slice of w once; small
-  // products (router gates) are not worth waking the other threads for, and one thread skips
-  // the parallel region (its set-up cost ~7% of a decode step's products at 1 thread).
-  const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && (int64_t)O * I >= 16384;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int b = 0; b < blocks; b++) {
-    const int o0 = b * RO;
-    for (int n = 0; n < N; n++) {
-      float* o = out + (int64_t)n * O + o0;
-      const T* xn = x + (int64_t)n * I;
-      if (o0 + RO <= O) {
-        tile<T, RO>(o, xn, w + (int64_t)o0 * I, I, accumulate);
-      } else {
-        for (int r = o0; r < O; r++) tile<T, 1>(o + (r - o0), xn, w + (int64_t)r * I, I, accumulate);
+  // products (router gates) are not worth waking the other threads for.
+  parallel_rows(blocks, (int64_t)O * I >= kParallelMinElems, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int o0 = (int)b * RO;
+      for (int n = 0; n < N; n++) {
+        float* o = out + (int64_t)n * O + o0;
+        const T* xn = x + (int64_t)n * I;
+        if (o0 + RO <= O) {
+          tile<T, RO>(o, xn, w + (int64_t)o0 * I, I, accumulate);
+        } else {
+          for (int r = o0; r < O; r++) tile<T, 1>(o + (r - o0), xn, w + (int64_t)r * I, I, accumulate);
+        }
       }
     }
-  }
+  });
 }
 
 }  // namespace

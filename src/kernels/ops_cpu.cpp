@@ -7,14 +7,10 @@
 
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
+#include "kernels/parallel.h"
 #include "kernels/vec_math.h"
 
 namespace mohge {
-
-// Below this many elements a loop runs on the calling thread: opening a parallel region costs
-// ~2 µs at 2 threads (libomp on the 2-core machine), more than splitting such a loop saves.
-// Decode's per-token ops (one row of d or W elements) stay serial; training's batches split.
-static constexpr int64_t kParallelMinElems = 1 << 14;
 
 void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                     bool accumulate, Precision p) {
@@ -28,8 +24,9 @@ void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp
 }
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kParallelMinElems)
-  for (int n = 0; n < N; n++) std::copy_n(wte + (int64_t)tokens[n] * C, C, out + (int64_t)n * C);
+  parallel_rows(N, (int64_t)N * C >= kParallelMinElems, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) std::copy_n(wte + (int64_t)tokens[n] * C, C, out + n * C);
+  });
 }
 
 void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int N, int C) {
@@ -48,17 +45,18 @@ void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, i
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
                      float eps) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kParallelMinElems)
-  for (int n = 0; n < N; n++) {
-    const float* x = inp + (int64_t)n * C;
-    float* y = out + (int64_t)n * C;
-    float ss = 0.0f;
+  parallel_rows(N, (int64_t)N * C >= kParallelMinElems, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = inp + n * C;
+      float* y = out + n * C;
+      float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
-    for (int c = 0; c < C; c++) ss += x[c] * x[c];
-    float r = 1.0f / std::sqrt(ss / C + eps);
-    for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
-    rstd[n] = r;
-  }
+      for (int c = 0; c < C; c++) ss += x[c] * x[c];
+      float r = 1.0f / std::sqrt(ss / C + eps);
+      for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+      rstd[n] = r;
+    }
+  });
 }
 
 void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
@@ -94,24 +92,25 @@ void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bo
   std::vector<double> inv_freq(half);
   for (int i = 0; i < half; i++) inv_freq[i] = std::pow((double)theta, -2.0 * i / hd);
   float sign = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static) if ((int64_t)B * T * H * hd >= kParallelMinElems)
-  for (int t = 0; t < T; t++) {
+  parallel_rows(T, (int64_t)B * T * H * hd >= kParallelMinElems, [&](int64_t t0, int64_t t1) {
     std::vector<float> cs(half), sn(half);
-    for (int i = 0; i < half; i++) {
-      double a = (double)(pos0 + t) * inv_freq[i];
-      cs[i] = (float)std::cos(a);
-      sn[i] = sign * (float)std::sin(a);
-    }
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < H; h++) {
-        float* v = x + (((int64_t)b * T + t) * H + h) * hd;
-        for (int i = 0; i < half; i++) {
-          float x1 = v[i], x2 = v[i + half];
-          v[i] = x1 * cs[i] - x2 * sn[i];
-          v[i + half] = x2 * cs[i] + x1 * sn[i];
-        }
+    for (int64_t t = t0; t < t1; t++) {
+      for (int i = 0; i < half; i++) {
+        double a = (double)(pos0 + t) * inv_freq[i];
+        cs[i] = (float)std::cos(a);
+        sn[i] = sign * (float)std::sin(a);
       }
-  }
+      for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+          float* v = x + (((int64_t)b * T + t) * H + h) * hd;
+          for (int i = 0; i < half; i++) {
+            float x1 = v[i], x2 = v[i + half];
+            v[i] = x1 * cs[i] - x2 * sn[i];
+            v[i + half] = x2 * cs[i] + x1 * sn[i];
+          }
+        }
+    }
+  });
 }
 
 // Flash-attention tiles: a thread holds the scores of kAttnRows queries × kAttnCols keys at a
@@ -317,22 +316,24 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
-#pragma omp parallel for schedule(static) if (N >= kParallelMinElems)
-  for (int64_t i = 0; i < N; i++) {
-    float g = gate[i];
-    out[i] = g / (1.0f + exp_approx(-g)) * up[i];
-  }
+  parallel_rows(N, N >= kParallelMinElems, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      float g = gate[i];
+      out[i] = g / (1.0f + exp_approx(-g)) * up[i];
+    }
+  });
 }
 
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                      const float* up, int64_t N) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; i++) {
-    float g = gate[i], s = 1.0f / (1.0f + exp_approx(-g));
-    float silu = g * s;
-    dup[i] += dout[i] * silu;
-    dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
-  }
+  parallel_rows(N, N >= kParallelMinElems, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      float g = gate[i], s = 1.0f / (1.0f + exp_approx(-g));
+      float silu = g * s;
+      dup[i] += dout[i] * silu;
+      dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+    }
+  });
 }
 
 double crossentropy_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
@@ -372,13 +373,15 @@ void crossentropy_backward(float* dlogits, const float* logits, const float* lse
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElems)
-  for (int64_t i = 0; i < n; i++) y[i] += x[i];
+  parallel_rows(n, n >= kParallelMinElems, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] += x[i];
+  });
 }
 
 void gather_rows(float* out, const float* inp, const int32_t* src, int P, int d) {
-#pragma omp parallel for schedule(static) if ((int64_t)P * d >= kParallelMinElems)
-  for (int p = 0; p < P; p++) std::copy_n(inp + (int64_t)src[p] * d, d, out + (int64_t)p * d);
+  parallel_rows(P, (int64_t)P * d >= kParallelMinElems, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) std::copy_n(inp + (int64_t)src[p] * d, d, out + p * d);
+  });
 }
 
 // Token-major (each token sums its own rows), so no two threads write the same row.
@@ -397,16 +400,17 @@ void gather_rows_backward(float* dinp, const float* dout, const int32_t* offsets
 
 void combine_rows(float* out, const float* y, const float* weight, const int32_t* offsets,
                   const int32_t* pos, int N, int d) {
-#pragma omp parallel for schedule(static) if ((int64_t)offsets[N] * d >= kParallelMinElems)
-  for (int t = 0; t < N; t++) {
-    float* o = out + (int64_t)t * d;
-    std::fill(o, o + d, 0.0f);
-    for (int j = offsets[t]; j < offsets[t + 1]; j++) {
-      const float w = weight[j], *yj = y + (int64_t)pos[j] * d;
+  parallel_rows(N, (int64_t)offsets[N] * d >= kParallelMinElems, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      float* o = out + t * d;
+      std::fill(o, o + d, 0.0f);
+      for (int j = offsets[t]; j < offsets[t + 1]; j++) {
+        const float w = weight[j], *yj = y + (int64_t)pos[j] * d;
 #pragma omp simd
-      for (int i = 0; i < d; i++) o[i] += w * yj[i];
+        for (int i = 0; i < d; i++) o[i] += w * yj[i];
+      }
     }
-  }
+  });
 }
 
 void combine_rows_backward(float* dy, float* dweight, const float* dout, const float* y,
