@@ -169,14 +169,14 @@ TEST(CliBinary, ModulesDefineNothingTheBinaryDefines) {
   const std::set<std::string> binary = engine_symbols(MOHGE_BINARY);
   ASSERT_GT(binary.size(), 100u);
   int modules = 0;
-  for (const char* module : {"libmohge_mpi.so", "libmohge_http.so", "libmohge_cuda.so"}) {
+  for (const char* module : {"libmohge_mpi.so", "libmohge_http.so", "libmohge_cuda.so", "libmohge_onednn.so"}) {
     const std::string path = std::string(MOHGE_BINARY_DIR) + "/" + module;
     if (!fs::exists(path)) continue;  // not built here (MPI, CUDA)
     modules++;
     for (const std::string& name : engine_symbols(path))
       EXPECT_EQ(binary.count(name), 0u) << module << " defines " << name << ", which the binary defines too";
   }
-  EXPECT_GE(modules, 1);  // the HTTP module is always built
+  EXPECT_GE(modules, 2);  // the HTTP and oneDNN modules are always built
 }
 
 // A module that does not load is one `error:` line naming its path and why, before anything else
@@ -188,6 +188,24 @@ TEST(CliBinary, AMissingServerModuleIsOneErrorLine) {
   EXPECT_EQ(r.err, "error: cannot load the HTTP server module /nonexistent/libmohge_http.so: cannot open shared "
                    "object file: No such file or directory (set MOHGE_HTTP_MODULE to its path)\n");
   EXPECT_EQ(r.out, "");
+}
+
+// oneDNN is loaded at the first GEMM (kernels/gemm_library.h): a command that multiplies no matrix
+// never loads it, and one whose product cannot load it is one `error:` line naming the path.
+TEST(CliBinary, TheGemmModuleLoadsAtTheFirstProductAndAMissingOneIsOneErrorLine) {
+  const std::string env = "MOHGE_ONEDNN_MODULE=/nonexistent/libmohge_onednn.so";
+  test::CommandResult r = test::run_mohge("config --get model.ffn_kind", 60, env);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  TmpDir d;
+  r = test::run_mohge("init --out " + q(d / "ck") + " --set model.vocab_size=64 --set model.hidden_size=16 "
+                      "--set model.num_heads=2 --set model.num_kv_heads=2 --set model.num_layers=1 "
+                      "--set model.intermediate_size=16", 60, env);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  r = test::run_mohge("forward --checkpoint " + q(d / "ck") + " --tokens 1,2,3 --out " + q(d / "l.npy"), 60, env);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.err, "error: cannot load the oneDNN GEMM module /nonexistent/libmohge_onednn.so: cannot open shared "
+                   "object file: No such file or directory (set MOHGE_ONEDNN_MODULE to its path)\n");
+  EXPECT_FALSE(fs::exists(d / "l.npy"));
 }
 
 TEST(CliHelp, EverySubcommandHelpExitsZero) {
