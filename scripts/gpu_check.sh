@@ -29,9 +29,10 @@ say "GPU: $(head -1 "$out/gpu.txt"); $(nvcc --version | tail -1); $(nproc) cores
 
 # ---- dependencies: the system's, else the carried Debian packages in a private prefix
 cmake_deps=()
-if ! pkg-config --exists sentencepiece tomlplusplus 2>/dev/null || ! [[ -f /usr/include/dnnl.h || -f /usr/local/include/dnnl.h ]]; then
+if ! pkg-config --exists sentencepiece tomlplusplus 2>/dev/null || ! [[ -f /usr/include/dnnl.h || -f /usr/local/include/dnnl.h ]] ||
+   ! ldconfig -p 2>/dev/null | grep -q 'libomp\.so\.5'; then
   compgen -G ".gpu_deps/*.deb" >/dev/null ||
-    die "this machine lacks mohge's libraries (oneDNN, SentencePiece, toml++ ...): run scripts/gpu_deps.sh where apt works and carry .gpu_deps"
+    die "this machine lacks mohge's libraries (oneDNN, SentencePiece, toml++, LLVM's OpenMP ...): run scripts/gpu_deps.sh where apt works and carry .gpu_deps"
   prefix=/tmp/mohge_deps
   rm -rf "$prefix" && mkdir -p "$prefix"
   for f in .gpu_deps/*.deb; do dpkg -x "$f" "$prefix" || die "cannot unpack $f"; done

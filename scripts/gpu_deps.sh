@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(libdnnl-dev libdnnl2 ocl-icd-libopencl1 libsentencepiece-dev libsentencepiece0 nlohmann-json3-dev
-      libtomlplusplus-dev libtomlplusplus3 libcli11-dev libfmt-dev libfmt9 libgtest-dev)
+      libtomlplusplus-dev libtomlplusplus3 libcli11-dev libfmt-dev libfmt9 libgtest-dev libomp5-14)
 mkdir -p .gpu_deps
 cd .gpu_deps
 for p in "${pkgs[@]}"; do

@@ -165,7 +165,9 @@ TEST_P(BackendTrainingStep, MatchesTheCpuBackend) {
   std::string worst_name;
   for (size_t i = 0; i < got.grads.size(); i++) {
     const double c = cosine(got.grads[i], want.grads[i]);
-    if (!bf16) EXPECT_GT(c, cos_min) << "gradient of " << got.names[i];
+    if (!bf16) {
+      EXPECT_GT(c, cos_min) << "gradient of " << got.names[i];
+    }
     if (c < worst) worst = c, worst_name = got.names[i];
     all_got.insert(all_got.end(), got.grads[i].begin(), got.grads[i].end());
     all_want.insert(all_want.end(), want.grads[i].begin(), want.grads[i].end());

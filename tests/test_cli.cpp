@@ -145,7 +145,8 @@ TEST(CliBinary, DoesNotLinkTheLibrariesOfItsModules) {
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("libc.so"), std::string::npos) << r.out;
   for (const char* lib : {"libcudart", "libcublas", "libcuda.so", "libmpi", "libopen-pal", "libopen-rte", "libhwloc",
-                          "libevent", "libcpp-httplib", "libssl", "libcrypto", "libbrotli"})
+                          "libevent", "libcpp-httplib", "libssl", "libcrypto", "libbrotli", "libdnnl", "libgomp",
+                          "libOpenCL"})
     EXPECT_EQ(r.out.find(lib), std::string::npos) << lib << " in\n" << r.out;
 }
 
@@ -684,6 +685,21 @@ TEST(CliGenerate, GreedyGenerationRuns) {
   CliResult r2 = mohge("generate --checkpoint " + q(env().ck) + " --prompt 'the cat' --max-tokens 5 --temperature 0");
   EXPECT_EQ(r.out, r2.out) << "greedy decoding must be deterministic";
   EXPECT_CLI_ERROR("generate --checkpoint " + q(env().ck) + " --prompt 'the cat' --top-p 1.5", "top-p");
+}
+
+// A frozen model's first GEMM can be attention over a prompt's rows (inside a parallel region for a
+// long prompt, where an error cannot propagate: the module is loaded before the region), so a
+// missing module is still one `error:` line, not std::terminate. A short prompt needs no GEMM.
+TEST(CliGenerate, AMissingGemmModuleIsOneErrorLineWhenThePromptNeedsIt) {
+  const std::string env_missing = "MOHGE_ONEDNN_MODULE=/nonexistent/libmohge_onednn.so";
+  test::CommandResult r = test::run_mohge(
+      "generate --checkpoint " + q(env().ck) + " --prompt 'a' --max-tokens 2 --temperature 0", 60, env_missing);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  r = test::run_mohge("generate --checkpoint " + q(env().ck) + " --prompt 'the cat sat' --max-tokens 2 --temperature 0",
+                      60, env_missing);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.err, "error: cannot load the oneDNN GEMM module /nonexistent/libmohge_onednn.so: cannot open shared "
+                   "object file: No such file or directory (set MOHGE_ONEDNN_MODULE to its path)\n");
 }
 
 // ------------------------------------------------------------------------------------ end to end

@@ -23,6 +23,7 @@
 #include "core/safetensors.h"
 #include "eval/generate.h"
 #include "kernels/matvec.h"
+#include "kernels/parallel.h"
 #include "model/ffn_moe.h"
 #include "model/model.h"
 #include "model/model_io.h"
@@ -1076,9 +1077,9 @@ TEST(ModelInputs, BackwardWithoutTargetsIsAnError) {
 
 // ----------------------------------------------------------------------------- thread count
 // The multi-threaded paths (OpenMP loops over tokens, the router's parallel region for >= 64 tokens)
-// give the same results as one thread.
-TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) {
-  ModelConfig cfg = tiny_config("mohge");
+// give the same results as one thread. Loops under kParallelMinElems elements run on the calling
+// thread (kernels/parallel.h), so the second case is wide enough for every split to be taken.
+void expect_same_for_one_and_two_threads(ModelConfig cfg) {
   cfg.max_seq_len = 48;
   const int B = 2, T = 40, N = B * T;
   auto in = random_tokens(N, cfg.vocab_size, 1), tg = random_tokens(N, cfg.vocab_size, 2);
@@ -1102,6 +1103,17 @@ TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) {
   double gmax = 0;
   for (float g : grads[0]) gmax = std::max(gmax, (double)std::abs(g));
   for (size_t i = 0; i < grads[0].size(); i++) ASSERT_NEAR(grads[0][i], grads[1][i], 1e-5 * gmax + 1e-9) << i;
+}
+
+TEST(ThreadCount, ForwardBackwardAgreeForOneAndTwoThreads) { expect_same_for_one_and_two_threads(tiny_config("mohge")); }
+
+TEST(ThreadCount, WideEnoughToSplitEveryLoopAgreesForOneAndTwoThreads) {
+  ModelConfig cfg = tiny_config("dense");
+  cfg.hidden_size = 256;  // N·d = 80·256 = 20,480 ≥ kParallelMinElems: rmsnorm, rope, adds split
+  cfg.intermediate_size = 256;  // SwiGLU over 80·256
+  cfg.init_std = 0.02;
+  ASSERT_GE(80 * cfg.hidden_size, kParallelMinElems);
+  expect_same_for_one_and_two_threads(cfg);
 }
 
 // ------------------------------------------------------------------------------ changing shapes

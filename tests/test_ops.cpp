@@ -33,6 +33,7 @@
 #include "kernels/backend.h"
 #include "kernels/gemm.h"
 #include "kernels/matvec.h"
+#include "kernels/parallel.h"
 #include "kernels/vec_math.h"
 #include "kernels/reference.h"
 
@@ -287,6 +288,31 @@ struct MatmulCase : OpCase {
       const F held = fwd(F((size_t)N * O, NAN), false), rounded = fwd(F((size_t)N * O, NAN), false, 0, -1, false);
       EXPECT_EQ(std::memcmp(held.data(), rounded.data(), held.size() * sizeof(float)), 0)
           << "frozen bf16 weights give other bits than the bf16 GEMM";
+    }
+    // matmul_forward_shared: w's rows as up to 3 products of one input (q, k, v), each the same
+    // bits as its own matmul_forward
+    {
+      const int O1 = O / 3, O2 = O1 + (O - O1) / 2;
+      const std::vector<std::pair<int, int>> parts = {{0, O1}, {O1, O2}, {O2, O}};
+      auto x = up_in(0), w = up_in(1);
+      if (frozen) be->set_inference_weights(w.data(), w.size(), bf16());
+      std::vector<Buffer<float>> shared, alone;
+      std::vector<mohge::SharedInputProduct> prods;
+      for (auto [a, b] : parts) {
+        shared.push_back(up(F((size_t)N * (b - a), NAN)));
+        alone.push_back(up(F((size_t)N * (b - a), NAN)));
+        prods.push_back({shared.back().data(), w.data() + (size_t)a * I, b - a});
+        be->matmul_forward(alone.back().data(), x.data(), w.data() + (size_t)a * I, N, I, b - a, false, p);
+      }
+      be->matmul_forward_shared(x.data(), prods.data(), (int)prods.size(), N, I, p);
+      if (frozen) be->clear_inference_weights(w.data());
+      int differ = 0;
+      for (size_t j = 0; j < parts.size(); j++) {
+        const F s1 = host(shared[j]), s2 = host(alone[j]);
+        differ += std::memcmp(s1.data(), s2.data(), s1.size() * sizeof(float)) != 0;
+      }
+      EXPECT_EQ(differ, 0) << "products of matmul_forward_shared that differ from matmul_forward";
+      summary += fmt::format(" shared-differ {}", differ);
     }
     if (!frozen || !cpu || N > mohge::kMatvecMaxRows || !mohge::matvec_supported()) return;
     // decode's kernel: a row's output does not depend on the rows beside it
@@ -1462,4 +1488,45 @@ TEST(Gemm, PrecisionNamesRoundTripAndBadNamesFail) {
   } catch (const mohge::Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.matmul_precision"), std::string::npos) << e.what();
   }
+}
+
+// parallel_rows: every index in exactly one range, in one call per thread at most, for sizes
+// around the thread count; below the threshold, or nested, one call on the calling thread.
+TEST(ParallelRows, EveryIndexOnceWhateverTheSizeAndThreads) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : {0, 1, 2, 3, 5, 64, 1001}) {
+      for (bool worth : {false, true}) {
+        std::vector<int> seen((size_t)n, 0);
+        std::vector<int> calls(threads, 0);
+        mohge::parallel_rows(n, worth, [&](int64_t i0, int64_t i1) {
+          ASSERT_LT(i0, i1);
+          calls[omp_get_thread_num()]++;
+          for (int64_t i = i0; i < i1; i++) seen[(size_t)i]++;
+        });
+        for (int64_t i = 0; i < n; i++) ASSERT_EQ(seen[(size_t)i], 1) << "n " << n << " index " << i;
+        int total = 0;
+        for (int c : calls) {
+          ASSERT_LE(c, 1);
+          total += c;
+        }
+        EXPECT_EQ(total, n == 0 ? 0 : !worth || n == 1 || threads == 1 ? 1 : std::min<int64_t>(threads, n));
+      }
+    }
+    // inside a parallel region: the calling thread alone, without a nested region
+    int outer_calls = 0, team = 0;
+#pragma omp parallel num_threads(2) reduction(+ : outer_calls) reduction(max : team)
+    {
+      team = omp_get_num_threads();
+      mohge::parallel_rows(100, true, [&](int64_t i0, int64_t i1) {
+        EXPECT_EQ(i0, 0);
+        EXPECT_EQ(i1, 100);
+        EXPECT_EQ(omp_get_level(), 1);
+        outer_calls++;
+      });
+    }
+    EXPECT_EQ(outer_calls, team);
+  }
+  omp_set_num_threads(saved);
 }

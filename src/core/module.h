@@ -2,8 +2,9 @@
 //          binary that hold the code needing a large foreign library), loaded on first use
 // The binary links none of the libraries that only some commands need: the CUDA backend
 // (libmohge_cuda.so: CUDA runtime, cuBLAS), the MPI transports (libmohge_mpi.so: Open MPI, hwloc,
-// libevent) and the HTTP front end of `mohge serve` (libmohge_http.so: cpp-httplib, OpenSSL,
-// brotli, zlib) are loaded by the command that needs them, so every other command starts without
+// libevent), the HTTP front end of `mohge serve` (libmohge_http.so: cpp-httplib, OpenSSL,
+// brotli, zlib) and the GEMMs (libmohge_onednn.so: oneDNN, at the first product) are loaded by
+// the command that needs them, so every other command starts without
 // mapping them (docs/BENCHMARKS.md "Startup"). A module links none of the engine's layers: it
 // gets what it needs through its entry point and the plain interfaces it implements, so there is
 // one copy of every registry, cache and global, the binary's.

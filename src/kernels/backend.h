@@ -38,6 +38,13 @@ struct AdamWStep {
   float grad_mult = 1.0f;  // gradients are used × grad_mult (clipping folded into the update)
 };
 
+// One product of Backend::matmul_forward_shared: out[N,O] = inp · w[O,I]ᵀ.
+struct SharedInputProduct {
+  float* out;
+  const float* w;
+  int O;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -71,6 +78,13 @@ class Backend {
   // p = bf16: inputs rounded to bfloat16, sums in fp32 (gemm.h).
   virtual void matmul_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                               bool accumulate = false, Precision p = Precision::fp32) = 0;
+  // out_j[N,O_j] = inp[N,I] · w_j[O_j,I]ᵀ for count products of one input (q, k and v; an FFN's
+  // gate and up): matmul_forward on each, in one call so that a backend may run them as one
+  // kernel (the CPU's decode kernel: one parallel region, the input rounded to bf16 once).
+  virtual void matmul_forward_shared(const float* inp, const SharedInputProduct* products, int count, int N,
+                                     int I, Precision p = Precision::fp32) {
+    for (int j = 0; j < count; j++) matmul_forward(products[j].out, inp, products[j].w, N, I, products[j].O, false, p);
+  }
   // dinp[N,I] += dout[N,O] · w[O,I];  dw[O,I] += doutᵀ · inp.  Either output may be null.
   virtual void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp,
                                const float* w, int N, int I, int O,

@@ -66,15 +66,34 @@ class CpuBackend final : public Backend {
     const bool few = N <= kMatvecMaxRows && matvec_supported();
     if (few || p == Precision::bf16) {
       std::shared_lock lock(frozen_mu_);
-      auto it = frozen_.upper_bound(w);  // the tensor starting at or before w, if w is in it
-      if (it != frozen_.begin() && (--it, w < it->first + it->second.n)) {
-        const uint16_t* w16 = it->second.bf16 ? it->second.bf16.get() + (w - it->first) : nullptr;
+      if (const uint16_t* w16; frozen_at(w, &w16)) {
         if (few && p == Precision::fp32) return matvec(out, inp, w, N, I, O, accumulate);
         if (few && w16) return matvec(out, inp, w16, N, I, O, accumulate);
         if (w16) return matmul_bf16_weights(out, inp, w16, N, I, O, accumulate);
       }
     }
     mohge::matmul_forward(out, inp, w, N, I, O, accumulate, p);
+  }
+  // Products of one input over frozen weights, a few rows: one matrix–vector call for all of them
+  // (one parallel region). Otherwise each as matmul_forward.
+  void matmul_forward_shared(const float* inp, const SharedInputProduct* products, int count, int N, int I,
+                             Precision p) override {
+    if (N <= kMatvecMaxRows && matvec_supported() && count <= kMatvecMaxProducts) {
+      MatvecProduct<float> f32[kMatvecMaxProducts];
+      MatvecProduct<uint16_t> b16[kMatvecMaxProducts];
+      bool all = true;
+      {
+        std::shared_lock lock(frozen_mu_);
+        for (int j = 0; j < count && all; j++) {
+          const uint16_t* w16 = nullptr;
+          all = frozen_at(products[j].w, &w16) && (p == Precision::fp32 || w16);
+          f32[j] = {products[j].out, products[j].w, products[j].O};
+          b16[j] = {products[j].out, w16, products[j].O};
+        }
+      }
+      if (all) return p == Precision::fp32 ? matvec(f32, count, inp, N, I, false) : matvec(b16, count, inp, N, I, false);
+    }
+    Backend::matmul_forward_shared(inp, products, count, N, I, p);
   }
   void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                        int N, int I, int O, Precision p) override {
@@ -181,6 +200,14 @@ class CpuBackend final : public Backend {
   };
   std::shared_mutex frozen_mu_;
   std::map<const float*, Frozen> frozen_;
+  // Whether w lies in a frozen tensor; then *w16 is w's place in its bf16 copy (null when there is
+  // none). Under frozen_mu_.
+  bool frozen_at(const float* w, const uint16_t** w16) const {
+    auto it = frozen_.upper_bound(w);  // the tensor starting at or before w, if w is in it
+    if (it == frozen_.begin() || (--it, w >= it->first + it->second.n)) return false;
+    *w16 = it->second.bf16 ? it->second.bf16.get() + (w - it->first) : nullptr;
+    return true;
+  }
 };
 
 }  // namespace

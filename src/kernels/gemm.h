@@ -23,6 +23,11 @@ bool bf16_supported();
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, Precision p = Precision::fp32);
 
+// Loads the GEMM library (the module of kernels/gemm_library.h) now rather than at the first
+// product: call it before a parallel region whose threads may multiply, since a load error
+// (mohge::Error) cannot leave the region.
+void gemm_ready();
+
 // out[N,O] (+= when accumulate) inp[N,I]·w16[O,I]ᵀ with the weights already bfloat16 (a frozen
 // model's copy, Backend::set_inference_weights): gemm's bf16 product, the same bits, without
 // rounding the weights again on every call (a bf16 prefill's largest cost after the products).

@@ -52,6 +52,8 @@ void gemm_bf16(bool ta, bool tb, int M, int N, int K, const float* A, int lda, c
 
 bool bf16_supported() { return onednn().bf16_supported(); }
 
+void gemm_ready() { onednn(); }
+
 void matmul_bf16_weights(float* out, const float* inp, const uint16_t* w16, int N, int I, int O, bool accumulate) {
   if (N == 0 || O == 0) return;
   thread_local std::vector<uint16_t> x16;

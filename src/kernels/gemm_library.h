@@ -3,8 +3,8 @@
 //          product
 // oneDNN is 40 MB of library whose load (relocations, page faults) cost every process ~8 ms at
 // start (docs/BENCHMARKS.md "Startup"); commands that never multiply a matrix through a GEMM
-// (config, data, tokenize, short generations that decode through the matrix–vector kernel) now
-// never map it.
+// (config, data, tokenize, generations from prompts of up to 4 tokens, which decode through the
+// matrix–vector kernel) now never map it.
 #pragma once
 #include <cstdint>
 

@@ -20,10 +20,29 @@ inline constexpr int kMatvecMaxRows = 32;  // above this oneDNN's GEMM is as fas
 bool matvec_supported();
 bool matvec_bf16_supported();
 
-// out[N,O] (+= when accumulate) inp[N,I]·w[O,I]ᵀ, rows packed (strides I and O), N ≥ 1.
-// fp32 weights: fp32 products and sums. bf16 weights (bfloat16 bits, gemm.h's rounding): inp is
-// rounded to bf16 too and products are summed in fp32 — gemm's Precision::bf16 contract.
-void matvec(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate);
-void matvec(float* out, const float* inp, const uint16_t* w, int N, int I, int O, bool accumulate);
+// One product of matvec: out[N,O] and its weights w[O,I] (float, or bfloat16 bits).
+template <class T>
+struct MatvecProduct {
+  float* out;
+  const T* w;
+  int O;
+};
+inline constexpr int kMatvecMaxProducts = 4;  // products of one input: q, k, v; gate, up
+
+// out_j[N,O_j] (+= when accumulate) inp[N,I]·w_j[O_j,I]ᵀ for count ≤ kMatvecMaxProducts products
+// of one input, rows packed (strides I and O_j), N ≥ 1: the threads split the output rows of all
+// of them, so several products cost one parallel region. fp32 weights: fp32 products and sums.
+// bf16 weights (bfloat16 bits, gemm.h's rounding): inp is rounded to bf16 too (once for all the
+// products) and products are summed in fp32 — gemm's Precision::bf16 contract. Each output is the
+// same bits whatever the other products, rows and threads.
+void matvec(const MatvecProduct<float>* products, int count, const float* inp, int N, int I, bool accumulate);
+void matvec(const MatvecProduct<uint16_t>* products, int count, const float* inp, int N, int I, bool accumulate);
+
+// One product: out[N,O] (+= when accumulate) inp[N,I]·w[O,I]ᵀ.
+template <class T>
+void matvec(float* out, const float* inp, const T* w, int N, int I, int O, bool accumulate) {
+  const MatvecProduct<T> one{out, w, O};
+  matvec(&one, 1, inp, N, I, accumulate);
+}
 
 }  // namespace mohge

@@ -93,19 +93,28 @@ void tile(float* out, const T* x, const T* w, int I, bool accumulate) {
 }
 
 template <class T>
-void matvec_tiles(float* out, const T* x, const T* w, int N, int I, int O, bool accumulate) {
+void matvec_tiles(const MatvecProduct<T>* products, int count, const T* x, int N, int I, bool accumulate) {
+  MOHGE_CHECK(count >= 1 && count <= kMatvecMaxProducts, "matvec: {} products of one input (1 to {})", count,
+              kMatvecMaxProducts);
   // 8 weight rows per tile: in a standalone comparison on the dense preset's shapes 8 beat 4, and
   // beat blocking several inputs per tile at 1 to 32 inputs; the tile stays in L1 while it meets
   // the N inputs in turn. bench/bench_matvec measures the kernel as it is.
   constexpr int RO = 8;
-  const int blocks = (O + RO - 1) / RO;
-  // Threads take contiguous runs of output rows, so each streams its slice of w once; small
-  // products (router gates) are not worth waking the other threads for.
-  parallel_rows(blocks, (int64_t)O * I >= kParallelMinElems, [&](int64_t b0, int64_t b1) {
+  int64_t first[kMatvecMaxProducts + 1] = {0}, elems = 0;  // product j: tiles first[j] .. first[j+1]-1
+  for (int j = 0; j < count; j++) {
+    first[j + 1] = first[j] + (products[j].O + RO - 1) / RO;
+    elems += (int64_t)products[j].O * I;
+  }
+  // Threads take contiguous runs of tiles across the products, so each streams its slice of the
+  // weights once; small products (router gates) are not worth waking the other threads for.
+  parallel_rows(first[count], elems >= kParallelMinElems, [&](int64_t b0, int64_t b1) {
+    int j = 0;
     for (int64_t b = b0; b < b1; b++) {
-      const int o0 = (int)b * RO;
+      while (b >= first[j + 1]) j++;
+      const int O = products[j].O, o0 = (int)(b - first[j]) * RO;
+      const T* w = products[j].w;
       for (int n = 0; n < N; n++) {
-        float* o = out + (int64_t)n * O + o0;
+        float* o = products[j].out + (int64_t)n * O + o0;
         const T* xn = x + (int64_t)n * I;
         if (o0 + RO <= O) {
           tile<T, RO>(o, xn, w + (int64_t)o0 * I, I, accumulate);
@@ -119,11 +128,11 @@ void matvec_tiles(float* out, const T* x, const T* w, int N, int I, int O, bool 
 
 }  // namespace
 
-void matvec(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) {
-  matvec_tiles(out, inp, w, N, I, O, accumulate);
+void matvec(const MatvecProduct<float>* products, int count, const float* inp, int N, int I, bool accumulate) {
+  matvec_tiles(products, count, inp, N, I, accumulate);
 }
 
-void matvec(float* out, const float* inp, const uint16_t* w, int N, int I, int O, bool accumulate) {
+void matvec(const MatvecProduct<uint16_t>* products, int count, const float* inp, int N, int I, bool accumulate) {
 #ifdef __AVX512BF16__
   // the inputs rounded to bf16 once (N ≤ kMatvecMaxRows rows: a few KB), from a cache line
   thread_local std::vector<uint16_t> buf;
@@ -131,7 +140,7 @@ void matvec(float* out, const float* inp, const uint16_t* w, int N, int I, int O
   buf.resize(n + 32);
   uint16_t* x16 = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
   for (size_t i = 0; i < n; i++) x16[i] = bf16_from_float(inp[i]);
-  matvec_tiles(out, x16, w, N, I, O, accumulate);
+  matvec_tiles(products, count, x16, N, I, accumulate);
 #else
   fail("bf16 weights need a CPU with AVX512-BF16 and a build for it (-march=native): use fp32 weights");
 #endif
@@ -139,10 +148,10 @@ void matvec(float* out, const float* inp, const uint16_t* w, int N, int I, int O
 
 #else  // no AVX-512: matvec_supported() is false and the backend uses the GEMM instead
 
-void matvec(float*, const float*, const float*, int, int, int, bool) {
+void matvec(const MatvecProduct<float>*, int, const float*, int, int, bool) {
   fail("matvec needs AVX-512 (this build has none)");
 }
-void matvec(float*, const float*, const uint16_t*, int, int, int, bool) {
+void matvec(const MatvecProduct<uint16_t>*, int, const float*, int, int, bool) {
   fail("bf16 weights need a CPU with AVX512-BF16 and a build for it (-march=native): use fp32 weights");
 }
 

@@ -204,6 +204,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
   const int row_tiles = (T + kAttnRows - 1) / kAttnRows;
   const float scale = 1.0f / std::sqrt((float)hd);
+  if (T > kAttnLoopRows) gemm_ready();  // its tiles multiply inside the region
 #pragma omp parallel
   {
     std::vector<float> S((size_t)kAttnRows * kAttnCols);
@@ -225,6 +226,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int T, int H, int KVH, int hd) {
   const int qs = H * hd, ks = KVH * hd, rep = H / KVH;
   const float scale = 1.0f / std::sqrt((float)hd);
+  gemm_ready();  // its tiles multiply inside the region
 #pragma omp parallel
   {
     std::vector<float> P((size_t)kAttnRows * kAttnCols), dS((size_t)kAttnRows * kAttnCols);
@@ -299,19 +301,34 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
   const int tiles = (int)tile_row0.size();
   tile_row0.push_back(N);
   int64_t keys = 0;  // query–key pairs: the work, each a dot product and an axpy of hd per head
+  int widest = 0;
   for (int i = 0; i < N; i++) keys += pos[i] + 1;
-#pragma omp parallel if (keys * H * hd >= 2 * kParallelMinElems)
-  {
-    std::vector<float> S((size_t)kAttnRows * kAttnCols);
-    // every (tile, head) writes only its own rows of out; each row is one task's, in a fixed order
+  for (int t = 0; t < tiles; t++) widest = std::max(widest, tile_row0[t + 1] - tile_row0[t]);
+  // every (tile, head) writes only its own rows of out; each row is one task's, in a fixed order
+  auto task = [&](int t, int h, float* S) {
+    const int i0 = tile_row0[t], nr = tile_row0[t + 1] - i0;
+    const int64_t at = (int64_t)i0 * qs + h * hd, kv = (int64_t)seq[i0] * max_len * ks + (h / rep) * hd;
+    attention_rows(out + at, nullptr, q + at, kcache + kv, vcache + kv, qs, ks, pos[i0], nr, hd, scale, S);
+  };
+  if (widest > kAttnLoopRows) gemm_ready();  // a prompt's tiles multiply, maybe inside the region
+  // each thread's score tile, kept between calls: a fresh 64 KB vector per call was zeroed every
+  // decode step and layer
+  auto scores = [] {
+    thread_local std::vector<float> S((size_t)kAttnRows * kAttnCols);
+    return S.data();
+  };
+  if (keys * H * hd >= 2 * kParallelMinElems && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+#pragma omp parallel
+    {
+      float* S = scores();
 #pragma omp for collapse(2) schedule(dynamic)
+      for (int t = 0; t < tiles; t++)
+        for (int h = 0; h < H; h++) task(t, h, S);
+    }
+  } else {  // short attention (decode's one query over a short cache) on the calling thread
+    float* S = scores();
     for (int t = 0; t < tiles; t++)
-      for (int h = 0; h < H; h++) {
-        const int i0 = tile_row0[t], nr = tile_row0[t + 1] - i0;
-        const int64_t at = (int64_t)i0 * qs + h * hd, kv = (int64_t)seq[i0] * max_len * ks + (h / rep) * hd;
-        attention_rows(out + at, nullptr, q + at, kcache + kv, vcache + kv, qs, ks, pos[i0], nr, hd, scale,
-                       S.data());
-      }
+      for (int h = 0; h < H; h++) task(t, h, S);
   }
 }
 

@@ -7,8 +7,8 @@ namespace mohge {
 
 void swiglu_ffn_forward(Backend& be, float* out, float* g, float* u, float* a, const float* x,
                         const SwigluWeights& w, int N, int d, int W, bool accumulate, Precision p) {
-  be.matmul_forward(g, x, w.gate, N, d, W, false, p);
-  be.matmul_forward(u, x, w.up, N, d, W, false, p);
+  const SharedInputProduct gate_up[] = {{g, w.gate, W}, {u, w.up, W}};
+  be.matmul_forward_shared(x, gate_up, 2, N, d, p);
   be.swiglu_forward(a, g, u, (int64_t)N * W);
   be.matmul_forward(out, a, w.down, N, W, d, accumulate, p);
 }

@@ -130,9 +130,9 @@ void Model::block_forward(Context& ctx, int l, float* out, int N) const {
   Context::LayerActs& a = ctx.acts(l);
   const LayerIds& w = layer_ids_[l];
   be_.rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x.data(), params.data(w.ln1), N, d, eps);
-  be_.matmul_forward(a.q.data(), a.ln1.data(), params.data(w.q), N, d, qd, false, p);
-  be_.matmul_forward(a.k.data(), a.ln1.data(), params.data(w.k), N, d, kvd, false, p);
-  be_.matmul_forward(a.v.data(), a.ln1.data(), params.data(w.v), N, d, kvd, false, p);
+  const SharedInputProduct qkv[] = {{a.q.data(), params.data(w.q), qd}, {a.k.data(), params.data(w.k), kvd},
+                                    {a.v.data(), params.data(w.v), kvd}};
+  be_.matmul_forward_shared(a.ln1.data(), qkv, 3, N, d, p);
   if (ctx.mode() != Mode::decode) {
     const int B = ctx.B_, T = ctx.T_;
     be_.rope_apply(a.q.data(), B, T, H, hd, theta, 0, false);
