@@ -58,7 +58,10 @@ Watchdog::Armed::~Armed() {
 // The wait is counted in the watchdog's own ticks, not read off the clock: a process that was
 // stopped (SIGSTOP, then SIGCONT as mpirun ends the job) has not waited while it was stopped, and
 // must not report a timeout its peers already reported — nor, ever after, a lost peer: the peer may
-// have ended on its own timeout, waiting for this one (a stop shows as a tick a second late).
+// have ended on its own timeout, waiting for this one (a stop shows as a tick a second late). A
+// stop also restarts the current call's wait: its peers get a full timeout_s after this rank
+// resumes (mpirun's SIGCONT, SIGTERM, SIGKILL end it first; a wait that had nearly timed out
+// before the stop reported again in that second, a rank that had hung blaming the others).
 // Lost peers are looked for while a call waits, and at once when a termination signal arrives
 // (mpirun's SIGTERM, a second before its SIGKILL, finds a computing rank outside any call).
 void Watchdog::watch() {
@@ -72,7 +75,7 @@ void Watchdog::watch() {
     const int64_t since = since_ns_, tick = now_ns();
     waited = since != 0 && since == seen ? waited + tick_s : 0;
     seen = since;
-    if (tick - last_tick > 1'000'000'000) was_stopped = true;
+    if (tick - last_tick > 1'000'000'000) was_stopped = true, waited = 0;
     last_tick = tick;
     std::string why;
     if (since != 0 && since != reported && waited >= timeout_s_) {
