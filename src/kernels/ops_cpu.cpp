@@ -317,7 +317,7 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
     thread_local std::vector<float> S((size_t)kAttnRows * kAttnCols);
     return S.data();
   };
-  if (keys * H * hd >= 2 * kParallelMinElems && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+  if (parallel_region_pays(keys * H * hd >= 2 * kParallelMinElems)) {
 #pragma omp parallel
     {
       float* S = scores();

@@ -1,5 +1,5 @@
-// defines: parallel_rows — a loop split across the OpenMP threads only where a parallel region
-//          pays, and kParallelMinElems, the size below which it does not
+// defines: parallel_rows, parallel_region_pays — a loop split across the OpenMP threads only
+//          where a parallel region pays — and kParallelMinElems, the size below which it does not
 #pragma once
 #include <omp.h>
 
@@ -12,14 +12,20 @@ namespace mohge {
 // Decode's per-token ops (one row of d or W elements) stay serial; training's batches split.
 inline constexpr int64_t kParallelMinElems = 1 << 14;
 
-// body(i0, i1) over [0, n): one contiguous range per OpenMP thread when `worth` it and not inside
-// a parallel region already (an expert of MoeExperts' concurrent loop), else body(0, n) on the
-// calling thread without entering the OpenMP runtime. A region that the runtime serialises still
-// costs a call into it: with libgomp a system call, with libomp an allocation for each nested one.
+// Whether a parallel region pays: `worth` it by the caller's measure of the work, more than one
+// thread, and not inside a parallel region already (an expert of MoeExperts' concurrent loop). A
+// region that the runtime serialises still costs a call into it: with libgomp a system call, with
+// libomp an allocation for each nested one.
+inline bool parallel_region_pays(bool worth) {
+  return worth && omp_get_max_threads() > 1 && !omp_in_parallel();
+}
+
+// body(i0, i1) over [0, n): one contiguous range per OpenMP thread when a region pays
+// (parallel_region_pays), else body(0, n) on the calling thread without entering the runtime.
 // Each index is handled by exactly one call, so results do not depend on the thread count.
 template <class F>
 void parallel_rows(int64_t n, bool worth, F&& body) {
-  if (worth && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+  if (parallel_region_pays(worth && n > 1)) {
 #pragma omp parallel
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
