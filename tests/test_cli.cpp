@@ -420,6 +420,17 @@ TEST_F(CliBadCheckpoint, GenerateWithoutTokenizer) {
   EXPECT_CLI_ERROR("generate --checkpoint " + q(ck_) + " --prompt 'the cat' --max-tokens 3", "no tokenizer.model");
 }
 
+// generate loads the weights and the tokenizer on two threads (eval/inference_checkpoint.h): a
+// broken tokenizer is named; with both broken, the one error line is the model's, as in turn.
+TEST_F(CliBadCheckpoint, GenerateWithCorruptTokenizer) {
+  write_file_atomic(ck_ + "/tokenizer.model", "not a SentencePiece model");
+  const std::string gen = "generate --checkpoint " + q(ck_) + " --prompt 'the cat' --max-tokens 3";
+  EXPECT_CLI_ERROR(gen, "tokenizer.model' is not a valid SentencePiece model");
+  auto b = bytes_of(ck_ + "/model.safetensors");
+  write_bytes(ck_ + "/model.safetensors", b, 5);
+  EXPECT_CLI_ERROR(gen, "not a safetensors file");
+}
+
 // ---------------------------------------------------------------------------------- shard errors
 class CliBadShard : public ::testing::Test {
  protected:

@@ -1,6 +1,5 @@
 // defines: mohge generate | forward | grad
 #include <cstring>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -9,13 +8,11 @@
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/safetensors.h"
-#include "data/prepared_meta.h"
 #include "data/text_stream.h"
 #include "data/tokenizer.h"
 #include "eval/generate.h"
+#include "eval/inference_checkpoint.h"
 #include "model/model_io.h"
-
-namespace fs = std::filesystem;
 
 namespace mohge {
 
@@ -40,12 +37,6 @@ static std::vector<int32_t> parse_tokens(const std::string& s) {
   return out;
 }
 
-static Tokenizer checkpoint_tokenizer(const std::string& ckpt) {
-  std::string path = ckpt + "/tokenizer.model";
-  MOHGE_CHECK(fs::exists(path), "{}: checkpoint has no tokenizer.model", ckpt);
-  return Tokenizer::load(path);
-}
-
 void register_infer_commands(CLI::App& app) {
   // generate
   auto* gen = app.add_subcommand("generate", "generate text from a prompt (KV cache)");
@@ -65,10 +56,9 @@ void register_infer_commands(CLI::App& app) {
   add_weights_dtype_option(gen, g_weights);
   add_action(gen, [] {
     utf8_validate(g_prompt, invalid_utf8_policy(g_replace), "--prompt", 1, 0);
-    std::string dir = checkpoint_resolve(g_ckpt);
-    auto model = model_load_inference(dir, backend_get(g_backend), g_weights);
-    Tokenizer tok = checkpoint_tokenizer(dir);
-    check_tokenizer_fits_model(tok, dir + "/tokenizer.model", model->cfg.vocab_size);
+    InferenceCheckpoint ck = open_inference_checkpoint(g_ckpt, backend_get(g_backend), g_weights);
+    Model* model = ck.model.get();
+    const Tokenizer& tok = ck.tok;
     SamplingOptions o = g_opt;
     o.eos_id = tok.eos_id();
     o.vocab_limit = tok.vocab_size();  // a padded model vocabulary has ids the tokenizer cannot decode

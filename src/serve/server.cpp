@@ -6,8 +6,7 @@
 
 #include "core/error.h"
 #include "core/signals.h"
-#include "data/prepared_meta.h"
-#include "model/model_io.h"
+#include "eval/inference_checkpoint.h"
 #include "serve/http_server.h"
 #include "serve/openai_api.h"
 #include "serve/peer_socket.h"
@@ -222,12 +221,9 @@ void serve(const ServeOptions& o) {
     listener.join();
   };
   try {
-    const std::string dir = checkpoint_resolve(o.checkpoint);
-    st.model = model_load_inference(dir, cpu_backend(), o.weights_dtype);
-    const std::string tok_path = dir + "/tokenizer.model";
-    MOHGE_CHECK(std::filesystem::exists(tok_path), "{}: checkpoint has no tokenizer.model", dir);
-    st.tok = std::make_unique<Tokenizer>(Tokenizer::load(tok_path));
-    check_tokenizer_fits_model(*st.tok, tok_path, st.model->cfg.vocab_size);
+    InferenceCheckpoint ck = open_inference_checkpoint(o.checkpoint, cpu_backend(), o.weights_dtype);
+    st.model = std::move(ck.model);
+    st.tok = std::make_unique<Tokenizer>(std::move(ck.tok));
     st.scheduler = std::make_unique<Scheduler>(*st.model, *st.tok, st.metrics, SchedulerOptions{o.max_seqs, o.queue});
   } catch (...) {
     stop_listener();
