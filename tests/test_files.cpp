@@ -3,6 +3,7 @@
 // tokenizer cross-checks, invalid UTF-8, size limits, errors that name the problem. The fuzz
 // harnesses (fuzz/) try the same parsers with generated inputs; docs/RELIABILITY.md has the figures.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <climits>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/finite.h"
+#include "core/huge_pages.h"
 #include "core/memory_budget.h"
 #include "core/safetensors.h"
 #include "core/utf8.h"
@@ -170,6 +172,70 @@ TEST(Safetensors, WrittenDataStartsOnACacheLine) {
     ASSERT_TRUE(st.mapped());
     EXPECT_EQ(reinterpret_cast<uintptr_t>(st.f32("w", {40})) % 64, 0u) << "metadata of " << meta << " bytes";
   }
+}
+
+// A file larger than a 2 MiB page, in tensors whose sizes are not multiples of the buffer, is
+// written byte for byte (AtomicFile's buffer sets only where writes fall) and maps in place.
+TEST(Safetensors, LargeFilesRoundTripThroughTheHugePageBuffer) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<std::vector<float>> ws;
+  std::vector<TensorView> views;
+  for (int64_t n : {3, 700001, 1, 524288, 33}) {
+    ws.emplace_back(n);
+    for (float& x : ws.back()) x = nd(rng);
+  }
+  const char* names[] = {"a", "b", "c", "d", "e"};
+  for (size_t i = 0; i < ws.size(); i++)
+    views.push_back({names[i], "F32", {(int64_t)ws[i].size()}, ws[i].data(), ws[i].size() * 4});
+  TmpDir d;
+  safetensors_write(d / "big.safetensors", views);
+  auto st = SafetensorsFile::map(d / "big.safetensors");
+  ASSERT_TRUE(st.mapped());
+  for (size_t i = 0; i < ws.size(); i++) {
+    const float* x = st.f32(names[i], {(int64_t)ws[i].size()});
+    EXPECT_EQ(std::memcmp(x, ws[i].data(), ws[i].size() * 4), 0) << "tensor " << i;
+  }
+  size_t data_bytes = 0;
+  for (const auto& w : ws) data_bytes += w.size() * 4;
+  const size_t data_at = static_cast<const char*>(st.get("a").data) - st.storage().get();
+  EXPECT_EQ(fs::file_size(d / "big.safetensors"), data_at + data_bytes);
+}
+
+// The 2 MiB-aligned part of a buffer is advised for huge pages (smaps' THPeligible), nothing
+// outside the buffer; a buffer holding no whole 2 MiB page, or none at all, is left alone.
+TEST(HugePages, AdviseMarksTheWholePagesInsideTheBuffer) {
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes((std::istreambuf_iterator<char>(mode)), {});
+  if (modes.find("[never]") != std::string::npos || modes.empty()) GTEST_SKIP() << "no transparent huge pages here";
+  // THPeligible of the mapping holding address a (smaps)
+  auto eligible = [](const void* a) {
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    bool in = false;
+    while (std::getline(smaps, line)) {
+      uintptr_t lo, hi;
+      if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2)
+        in = lo <= (uintptr_t)a && (uintptr_t)a < hi;
+      else if (in && line.rfind("THPeligible:", 0) == 0)
+        return line.find('1') != std::string::npos;
+    }
+    return false;
+  };
+  const size_t H = kHugePageBytes;
+  char* p = static_cast<char*>(::mmap(nullptr, 6 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  char* a = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + H - 1) / H * H);  // 2 MiB-aligned
+  const bool always = modes.find("[always]") != std::string::npos;
+  advise_huge_pages(a + 1, H);  // no whole page inside
+  advise_huge_pages(a, 0);
+  EXPECT_EQ(eligible(a), always);
+  advise_huge_pages(a + 100, 3 * H);  // pages [a + H, a + 3H) are whole inside
+  EXPECT_EQ(eligible(a), always);
+  EXPECT_TRUE(eligible(a + H));
+  EXPECT_TRUE(eligible(a + 3 * H - 1));
+  EXPECT_EQ(eligible(a + 3 * H), always);
+  ::munmap(p, 6 * H);
 }
 
 TEST(Safetensors, NonFiniteF32TensorsAreRefusedNamingTheIndex) {

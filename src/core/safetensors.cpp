@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/fileio.h"
+#include "core/huge_pages.h"
 
 namespace mohge {
 
@@ -88,16 +89,17 @@ SafetensorsFile SafetensorsFile::load(const std::string& path) { return parse(re
 
 SafetensorsFile SafetensorsFile::map(const std::string& path) {
   // anything a mapping cannot take (no such file, a directory, an empty file, misaligned data)
-  // goes through load, which reads it or names the problem. MAP_POPULATE: every page is read at
-  // load anyway (the finiteness check), in one pass rather than a fault per page.
+  // goes through load, which reads it or names the problem. Populated, in 2 MiB pages where the
+  // kernel can: every page is read at load anyway (the finiteness check), in one pass rather than
+  // a fault per page.
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) return load(path);
   struct stat sb;
   void* p = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= 8
-                ? ::mmap(nullptr, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
-                : MAP_FAILED;
+                ? map_file_huge_pages(fd, (size_t)sb.st_size)
+                : nullptr;
   ::close(fd);  // the mapping keeps the file
-  if (p == MAP_FAILED) return load(path);
+  if (!p) return load(path);
   const size_t size = (size_t)sb.st_size;
   std::shared_ptr<const char> bytes(static_cast<const char*>(p), [size](const char* q) { ::munmap((void*)q, size); });
   uint64_t hlen;
@@ -222,7 +224,7 @@ void safetensors_write(const std::string& path, const std::vector<TensorView>& t
   // the data starts on a 64-byte boundary of the file (so of a mapping): typed reads need 8, the
   // vector kernels a cache line (SafetensorsFile::map gives tensors in place)
   h.append((64 - (8 + h.size()) % 64) % 64, ' ');
-  AtomicFile out(path);
+  AtomicFile out(path, kHugePageBytes);  // written in 2 MiB units: a page cache map() maps in 2 MiB pages
   uint64_t hlen = h.size();
   out.write(&hlen, 8);
   out.write(h.data(), h.size());

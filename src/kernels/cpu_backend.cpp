@@ -8,6 +8,7 @@
 #include <shared_mutex>
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "core/module.h"
 #include "kernels/backend.h"
 #include "kernels/matvec.h"
@@ -24,9 +25,13 @@ class CpuBackend final : public Backend {
 
   void* alloc(size_t bytes) override {
     if (bytes == 0) return nullptr;
-    // 64-byte alignment: every tensor starts on a cache line (and an AVX-512 vector)
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    // 64-byte alignment: every tensor starts on a cache line (and an AVX-512 vector); a buffer of
+    // 2 MiB or more on a 2 MiB page, in huge pages (core/huge_pages.h: its first fill is the
+    // page faults' cost, e.g. bf16 weights converted at load)
+    const bool huge = bytes >= kHugePageBytes;
+    void* p = std::aligned_alloc(huge ? kHugePageBytes : 64, (bytes + 63) / 64 * 64);
     MOHGE_CHECK(p, "out of memory: cannot allocate {:.1f} MiB on the cpu backend", bytes / 1048576.0);
+    if (huge) advise_huge_pages(p, bytes);
     return p;
   }
   void free(void* p) noexcept override { std::free(p); }
