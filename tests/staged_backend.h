@@ -34,10 +34,10 @@ class StagedCpuBackend final : public Backend {
   // Inference weights go to the CPU backend; set_inference_weights call number freeze_fail_at
   // (0-based) throws instead, as an allocation failure would; frozen_now counts declared ranges.
   int freeze_fail_at = -1, freeze_calls = 0, frozen_now = 0;
-  void set_inference_weights(const float* w, size_t n, bool bf16) override {
+  void set_inference_weights(const std::vector<WeightRange>& tensors, bool bf16) override {
     MOHGE_CHECK(freeze_calls++ != freeze_fail_at, "out of memory (a test's failure)");
-    cpu().set_inference_weights(w, n, bf16);
-    frozen_now++;
+    cpu().set_inference_weights(tensors, bf16);
+    frozen_now += (int)tensors.size();
   }
   void clear_inference_weights(const float* w) override {
     cpu().clear_inference_weights(w);

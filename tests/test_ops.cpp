@@ -234,7 +234,7 @@ struct MatmulCase : OpCase {
     freeze = freeze && frozen;
     auto x = up(F(in(0).begin() + (size_t)r0 * I, in(0).begin() + (size_t)(r0 + n) * I));
     auto w = up_in(1), out = up(pre);
-    if (freeze) be->set_inference_weights(w.data(), w.size(), bf16());
+    if (freeze) be->set_inference_weights({{w.data(), w.size()}}, bf16());
     be->matmul_forward(out.data(), x.data(), w.data(), n, I, O, accumulate, p);
     if (freeze) be->clear_inference_weights(w.data());
     return host(out);
@@ -295,7 +295,7 @@ struct MatmulCase : OpCase {
       const int O1 = O / 3, O2 = O1 + (O - O1) / 2;
       const std::vector<std::pair<int, int>> parts = {{0, O1}, {O1, O2}, {O2, O}};
       auto x = up_in(0), w = up_in(1);
-      if (frozen) be->set_inference_weights(w.data(), w.size(), bf16());
+      if (frozen) be->set_inference_weights({{w.data(), w.size()}}, bf16());
       std::vector<Buffer<float>> shared, alone;
       std::vector<mohge::SharedInputProduct> prods;
       for (auto [a, b] : parts) {

@@ -64,13 +64,19 @@ class Backend {
   virtual void synchronize() = 0;
 
   // ---- inference weights ----
-  // Declares the n floats at w (a parameter tensor) frozen until clear_inference_weights(w):
-  // no backward and no update will touch them. matmul_forward with a weight inside them may then
-  // use kernels that training must not (the CPU's small-N matrix–vector kernel, kernels/matvec.h,
-  // sums in another order than the GEMM). bf16: the backend also keeps them as bfloat16 (gemm.h's
-  // rounding), read by the p = bf16 products with half the bytes. Ranges must not overlap.
+  // Declares each tensor (the n floats at w) frozen until clear_inference_weights(w): no backward
+  // and no update will touch them. matmul_forward with a weight inside them may then use kernels
+  // that training must not (the CPU's small-N matrix–vector kernel, kernels/matvec.h, sums in
+  // another order than the GEMM). bf16: the backend also keeps them as bfloat16 (gemm.h's
+  // rounding), read by the p = bf16 products with half the bytes. All of a model's tensors in one
+  // call: their bf16 copies can share one buffer. Ranges must not overlap. All or nothing: when it
+  // throws (out of memory for the copies) none is declared.
   // Default: nothing (a backend without such kernels computes as for training).
-  virtual void set_inference_weights(const float* w, size_t n, bool bf16) {}
+  struct WeightRange {
+    const float* w;
+    size_t n;
+  };
+  virtual void set_inference_weights(const std::vector<WeightRange>& tensors, bool bf16) {}
   virtual void clear_inference_weights(const float* w) {}
 
   // ---- dense ops ----

@@ -46,17 +46,27 @@ class CpuBackend final : public Backend {
   }
   void synchronize() override {}  // every op has finished when it returns
 
-  void set_inference_weights(const float* w, size_t n, bool bf16) override {
-    Frozen f{n};
+  void set_inference_weights(const std::vector<WeightRange>& tensors, bool bf16) override {
+    // bf16: the copies in one buffer, each from a cache line, so they are written to huge pages
+    // (alloc) rather than a few hundred KB each to fresh 4 KiB pages; freed with the last tensor
+    std::shared_ptr<uint16_t> copies;
+    std::vector<size_t> at(tensors.size());
     if (bf16) {
       MOHGE_CHECK(matvec_bf16_supported(), "bf16 weights need a CPU with AVX512-BF16 and a build for "
                   "it (-march=native; this one has none): use fp32 weights");
-      f.bf16.reset(static_cast<uint16_t*>(alloc(n * sizeof(uint16_t))));
+      size_t total = 0;
+      for (size_t j = 0; j < tensors.size(); j++) at[j] = total, total += (tensors[j].n + 31) / 32 * 32;
+      copies.reset(static_cast<uint16_t*>(alloc(total * sizeof(uint16_t))), [this](uint16_t* p) { free(p); });
+      for (size_t j = 0; j < tensors.size(); j++) {
+        const float* w = tensors[j].w;
+        uint16_t* c = copies.get() + at[j];
 #pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < n; i++) f.bf16[i] = bf16_from_float(w[i]);
+        for (size_t i = 0; i < tensors[j].n; i++) c[i] = bf16_from_float(w[i]);
+      }
     }
     std::unique_lock lock(frozen_mu_);
-    frozen_[w] = std::move(f);
+    for (size_t j = 0; j < tensors.size(); j++)
+      frozen_[tensors[j].w] = Frozen{tensors[j].n, bf16 ? copies.get() + at[j] : nullptr, copies};
   }
   void clear_inference_weights(const float* w) override {
     std::unique_lock lock(frozen_mu_);
@@ -201,7 +211,8 @@ class CpuBackend final : public Backend {
   // Frozen weight ranges by their first element, with their bf16 copies when asked for.
   struct Frozen {
     size_t n;
-    std::unique_ptr<uint16_t[], decltype(&std::free)> bf16{nullptr, &std::free};  // 64-byte aligned
+    const uint16_t* bf16;               // 64-byte aligned; null without a copy
+    std::shared_ptr<uint16_t> storage;  // the buffer of this declaration's copies
   };
   std::shared_mutex frozen_mu_;
   std::map<const float*, Frozen> frozen_;
@@ -210,7 +221,7 @@ class CpuBackend final : public Backend {
   bool frozen_at(const float* w, const uint16_t** w16) const {
     auto it = frozen_.upper_bound(w);  // the tensor starting at or before w, if w is in it
     if (it == frozen_.begin() || (--it, w >= it->first + it->second.n)) return false;
-    *w16 = it->second.bf16 ? it->second.bf16.get() + (w - it->first) : nullptr;
+    *w16 = it->second.bf16 ? it->second.bf16 + (w - it->first) : nullptr;
     return true;
   }
 };

@@ -22,17 +22,11 @@ ParamTable::~ParamTable() {
 
 void ParamTable::freeze(bool bf16) {
   MOHGE_CHECK(w_ && !frozen_, "ParamTable::freeze: before allocate() or twice");
-  // tensor by tensor: a backend's bf16 copy of each then starts on a cache line of its own. A
-  // failure part way (out of memory for a copy) undeclares the tensors before it: a declared range
-  // outliving these weights would send a later allocation at that address to inference kernels.
-  size_t done = 0;
-  try {
-    for (; done < infos_.size(); done++)
-      be_->set_inference_weights(w_ + infos_[done].offset, (size_t)infos_[done].numel, bf16);
-  } catch (...) {
-    while (done > 0) be_->clear_inference_weights(w_ + infos_[--done].offset);
-    throw;
-  }
+  // tensor by tensor, so a backend's bf16 copy of each starts on a cache line of its own; all in
+  // one call, which declares all or none
+  std::vector<Backend::WeightRange> tensors;
+  for (const ParamInfo& p : infos_) tensors.push_back({w_ + p.offset, (size_t)p.numel});
+  be_->set_inference_weights(tensors, bf16);
   frozen_ = true;
 }
 
