@@ -1,7 +1,7 @@
 // bench_infer: inference speed of one config on a randomly initialised model, as JSON.
 //   bench_infer [CONFIG.toml] [--set k=v ...] [--prompt N] [--context N] [--steps N] [--seqs 1,8,32]
 //               [--weights-dtype fp32|bf16] [--training-kernels]
-// The model is frozen for inference as generate and serve run it (Model::freeze_for_inference:
+// The model is saved and loaded for inference as generate and serve load one (model_load_inference:
 // decode's products through the matrix–vector kernel, bf16 weights with --weights-dtype bf16);
 // --training-kernels leaves it unfrozen, every product through the GEMM, for comparison.
 // prefill: `generate` on an N-token prompt with one new token (the prompt's batched prefill, then
@@ -13,6 +13,10 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -20,6 +24,7 @@
 #include "core/error.h"
 #include "eval/generate.h"
 #include "model/model.h"
+#include "model/model_io.h"
 #include "timing.h"
 #include "train/train_config.h"
 
@@ -91,9 +96,18 @@ int main(int argc, char** argv) {
     MOHGE_CHECK(context > 0 && steps > 0 && context + steps <= rc.model.max_seq_len,
                 "--context {} + --steps {} must fit max_seq_len {}", context, steps, rc.model.max_seq_len);
     if (!weights_dtype.empty()) rc.model.matmul_precision = precision_from_string(weights_dtype, "--weights-dtype");
-    Model model(rc.model);
-    model.init_weights(rc.train.seed);
-    if (!training_kernels) model.freeze_for_inference();
+    auto built = std::make_unique<Model>(rc.model);
+    built->init_weights(rc.train.seed);
+    if (!training_kernels) {
+      // through a checkpoint, as generate and serve load one: the weights mapped from the file
+      // (2 MiB pages where the kernel can), bf16 copies made at load; the file goes, its mapping stays
+      char dir[] = "/tmp/bench_infer.XXXXXX";
+      MOHGE_CHECK(::mkdtemp(dir), "cannot create a temporary directory in /tmp: {}", std::strerror(errno));
+      model_save(dir, *built);
+      built = model_load_inference(dir, cpu_backend(), weights_dtype);
+      std::filesystem::remove_all(dir);
+    }
+    const Model& model = *built;
     const int V = rc.model.vocab_size, B = rc.train.batch_size, T = rc.train.seq_len;
     std::mt19937_64 rng(1);
 
