@@ -1,9 +1,10 @@
-// defines: kHugePageBytes, advise_huge_pages, map_file_huge_pages — 2 MiB pages for the large
-// buffers and mappings that are read whole (weights, their copies, activations).
+// defines: kHugePageBytes, advise_huge_pages, map_file_huge_pages — 2 MiB pages for the weights
+// inference reads whole: a checkpoint's mapping and the backend's bf16 copies.
 // Why: a first touch costs per 4 KiB page, and in a virtual machine (shadow or nested paging) that
 // cost dominates: on the 2-vCPU development VM the first pass over a 33 MB weight mapping took
 // 10 ms at 4 KiB pages and 1.2 ms at 2 MiB, and filling 17 MB of fresh heap ~55 ms against ~5.
-// Streaming kernels also miss the TLB 512 times less. Best effort: where the kernel has no
+// Decode, which streams the weights, also misses the TLB less. Not for every large buffer: that
+// slowed MoE training (CpuBackend::set_inference_weights). Best effort: where the kernel has no
 // transparent huge pages (or they are off) the calls change nothing but speed.
 #pragma once
 #include <cstddef>
