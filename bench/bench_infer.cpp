@@ -103,9 +103,12 @@ int main(int argc, char** argv) {
       // (2 MiB pages where the kernel can), bf16 copies made at load; the file goes, its mapping stays
       char dir[] = "/tmp/bench_infer.XXXXXX";
       MOHGE_CHECK(::mkdtemp(dir), "cannot create a temporary directory in /tmp: {}", std::strerror(errno));
+      struct Remove {
+        const char* dir;
+        ~Remove() { std::filesystem::remove_all(dir); }
+      } remove{dir};
       model_save(dir, *built);
       built = model_load_inference(dir, cpu_backend(), weights_dtype);
-      std::filesystem::remove_all(dir);
     }
     const Model& model = *built;
     const int V = rc.model.vocab_size, B = rc.train.batch_size, T = rc.train.seq_len;

@@ -179,10 +179,10 @@ TEST_P(BackendTrainingStep, MatchesTheCpuBackend) {
              backend, kind, precision_name(prec), got.loss, want.loss, e_loss, e_after, e_norm, c_all, worst, worst_name);
 }
 
-// Freezing a model declares every weight tensor to the backend in one call; a failure (the
-// allocation of the bf16 copies) leaves none declared and the model can be frozen again, and a
-// frozen model's ranges go with it: a stale range would send a later allocation at the same
-// address to the inference kernels.
+// Freezing a model declares every weight tensor to the backend in one call. When that call fails
+// (the staged backend throws as a failed allocation of the bf16 copies would) the model is not
+// frozen and can be frozen again; a frozen model's ranges go with it: a stale range would send a
+// later allocation at the same address to the inference kernels.
 TEST(FreezeForInference, AFailureDeclaresNoTensor) {
   test::StagedCpuBackend staged;
   {

@@ -223,6 +223,15 @@ TEST(HugePages, AdviseMarksTheWholePagesInsideTheBuffer) {
     return false;
   };
   const size_t H = kHugePageBytes;
+  {  // where smaps does not report an advised mapping eligible (no THPeligible line, THP disabled
+     // for this process), there is nothing to see
+    char* q = static_cast<char*>(::mmap(nullptr, 4 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(q, MAP_FAILED);
+    ::madvise(q, 4 * H, MADV_HUGEPAGE);
+    const bool reported = eligible(q + 2 * H);
+    ::munmap(q, 4 * H);
+    if (!reported) GTEST_SKIP() << "smaps reports no advised mapping as THPeligible here";
+  }
   char* p = static_cast<char*>(::mmap(nullptr, 6 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(p, MAP_FAILED);
   char* a = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + H - 1) / H * H);  // 2 MiB-aligned
@@ -236,6 +245,16 @@ TEST(HugePages, AdviseMarksTheWholePagesInsideTheBuffer) {
   EXPECT_TRUE(eligible(a + 3 * H - 1));
   EXPECT_EQ(eligible(a + 3 * H), always);
   ::munmap(p, 6 * H);
+  // alloc_huge_pages: a zeroed, writable mapping of its own on a 2 MiB boundary, advised whole
+  const size_t n = 3 * H + 100;
+  auto* b = static_cast<unsigned char*>(alloc_huge_pages(n));
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b) % H, 0u);
+  EXPECT_TRUE(eligible(b) && eligible(b + n - 1));
+  EXPECT_EQ(b[0] | b[n / 2] | b[n - 1], 0);
+  b[n - 1] = 7;
+  free_huge_pages(b, n);
+  EXPECT_EQ(alloc_huge_pages(0), nullptr);
 }
 
 TEST(Safetensors, NonFiniteF32TensorsAreRefusedNamingTheIndex) {

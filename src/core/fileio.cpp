@@ -32,12 +32,10 @@ std::string read_file_text(const std::string& path) {
 
 AtomicFile::AtomicFile(std::string path, size_t buffer_bytes) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(getpid());
+  if (buffer_bytes > 0) buffer_ = std::make_unique_for_overwrite<char[]>(buffer_bytes);  // may throw: before the file
   f_ = std::fopen(tmp_.c_str(), "wb");
   MOHGE_CHECK(f_, "cannot write {}: {}", path_, std::strerror(errno));
-  if (buffer_bytes > 0) {
-    buffer_ = std::make_unique_for_overwrite<char[]>(buffer_bytes);
-    std::setvbuf(f_, buffer_.get(), _IOFBF, buffer_bytes);
-  }
+  if (buffer_) std::setvbuf(f_, buffer_.get(), _IOFBF, buffer_bytes);
 }
 
 AtomicFile::~AtomicFile() {

@@ -1,4 +1,5 @@
-// defines: kHugePageBytes, advise_huge_pages, map_file_huge_pages — 2 MiB pages for the weights
+// defines: kHugePageBytes, advise_huge_pages, alloc_huge_pages, map_file_huge_pages — 2 MiB
+// pages for the weights
 // inference reads whole: a checkpoint's mapping and the backend's bf16 copies.
 // Why: a first touch costs per 4 KiB page, and in a virtual machine (shadow or nested paging) that
 // cost dominates: on the 2-vCPU development VM the first pass over a 33 MB weight mapping took
@@ -16,6 +17,13 @@ inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 // Advises transparent huge pages (madvise MADV_HUGEPAGE) for the whole 2 MiB pages inside
 // [p, p + bytes); nothing when there are none. Never fails.
 void advise_huge_pages(void* p, size_t bytes);
+
+// bytes of zeroed memory from an anonymous mapping of its own on a 2 MiB boundary, advised huge
+// pages: a whole page at a first touch. Its own mapping, not the malloc heap's: the advice would
+// outlive a free there and reach later allocations. nullptr when out of memory or bytes is 0.
+// Release with free_huge_pages(p, bytes), which takes the same bytes.
+void* alloc_huge_pages(size_t bytes);
+void free_huge_pages(void* p, size_t bytes);
 
 // Maps `size` bytes of the file fd read-only (MAP_PRIVATE), advises huge pages and populates the
 // page tables. A page cache holding the file in 2 MiB folios (safetensors_write writes in such

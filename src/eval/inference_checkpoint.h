@@ -10,7 +10,6 @@
 namespace mohge {
 
 struct InferenceCheckpoint {
-  std::string dir;  // the checkpoint directory (a run directory resolved to its newest checkpoint)
   std::unique_ptr<Model> model;
   Tokenizer tok;
 };
@@ -19,8 +18,9 @@ struct InferenceCheckpoint {
 // loads it (backend, weights_dtype) and dir/tokenizer.model, loaded at the same time on two threads:
 // each is mostly first reads of new pages (the weights' finiteness check, SentencePiece's heap),
 // and together they were 40 of `generate`'s 46 ms startup run one after the other (issue 11).
-// Errors (mohge::Error): those of either load, the model's first; no tokenizer.model; a tokenizer
-// with more ids than the model's vocabulary (check_tokenizer_fits_model).
+// Errors (mohge::Error): the model's (checkpoint_resolve, model_load_inference) before the
+// tokenizer's (no tokenizer.model, not a SentencePiece model), then a tokenizer with more ids than
+// the model's vocabulary (check_tokenizer_fits_model).
 InferenceCheckpoint open_inference_checkpoint(const std::string& path, Backend& be, const std::string& weights_dtype);
 
 }  // namespace mohge

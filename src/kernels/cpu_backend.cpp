@@ -26,7 +26,9 @@ class CpuBackend final : public Backend {
   void* alloc(size_t bytes) override {
     if (bytes == 0) return nullptr;
     // 64-byte alignment: every tensor starts on a cache line (and an AVX-512 vector)
-    return alloc_aligned(bytes, 64);
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    MOHGE_CHECK(p, "out of memory: cannot allocate {:.1f} MiB on the cpu backend", bytes / 1048576.0);
+    return p;
   }
   void free(void* p) noexcept override { std::free(p); }
   void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
@@ -51,9 +53,10 @@ class CpuBackend final : public Backend {
                   "it (-march=native; this one has none): use fp32 weights");
       size_t total = 0;
       for (size_t j = 0; j < tensors.size(); j++) at[j] = total, total += (tensors[j].n + 31) / 32 * 32;
-      const size_t bytes = (total * sizeof(uint16_t) + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-      copies.reset(static_cast<uint16_t*>(alloc_aligned(bytes, kHugePageBytes)), [this](uint16_t* p) { free(p); });
-      advise_huge_pages(copies.get(), bytes);
+      const size_t bytes = total * sizeof(uint16_t);
+      copies.reset(static_cast<uint16_t*>(alloc_huge_pages(bytes)), [bytes](uint16_t* p) { free_huge_pages(p, bytes); });
+      MOHGE_CHECK(copies || bytes == 0, "out of memory: cannot allocate {:.1f} MiB for bf16 weights on the cpu backend",
+                  bytes / 1048576.0);
       for (size_t j = 0; j < tensors.size(); j++) {
         const float* w = tensors[j].w;
         uint16_t* c = copies.get() + at[j];
@@ -61,9 +64,14 @@ class CpuBackend final : public Backend {
         for (size_t i = 0; i < tensors[j].n; i++) c[i] = bf16_from_float(w[i]);
       }
     }
-    std::unique_lock lock(frozen_mu_);
+    // the entries built apart, then moved in without allocating (merge): none or all are declared
+    std::map<const float*, Frozen> add;
     for (size_t j = 0; j < tensors.size(); j++)
-      frozen_[tensors[j].w] = Frozen{tensors[j].n, bf16 ? copies.get() + at[j] : nullptr, copies};
+      add[tensors[j].w] = Frozen{tensors[j].n, bf16 ? copies.get() + at[j] : nullptr, copies};
+    std::unique_lock lock(frozen_mu_);
+    for (const auto& [w, f] : add)
+      MOHGE_CHECK(!frozen_.count(w), "set_inference_weights: a tensor is declared twice (clear it first)");
+    frozen_.merge(add);
   }
   void clear_inference_weights(const float* w) override {
     std::unique_lock lock(frozen_mu_);
@@ -205,13 +213,6 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  // bytes, rounded up to a multiple of align, from an align-byte boundary; throws naming the size
-  // when out of memory
-  void* alloc_aligned(size_t bytes, size_t align) {
-    void* p = std::aligned_alloc(align, (bytes + align - 1) / align * align);
-    MOHGE_CHECK(p, "out of memory: cannot allocate {:.1f} MiB on the cpu backend", bytes / 1048576.0);
-    return p;
-  }
   // Frozen weight ranges by their first element, with their bf16 copies when asked for.
   struct Frozen {
     size_t n;

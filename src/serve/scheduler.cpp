@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/finite.h"
@@ -75,6 +76,7 @@ void Scheduler::drain(Clock::time_point deadline) {
 }
 
 void Scheduler::finish(GenerationJob& job, const std::string& reason, const std::string& error) {
+  metrics_.count_request(reason);  // before the client hears: it may read /metrics at once
   {
     std::lock_guard lk(job.mu);
     job.done = true;
@@ -82,7 +84,6 @@ void Scheduler::finish(GenerationJob& job, const std::string& reason, const std:
     job.error = error;
   }
   job.cv.notify_all();
-  metrics_.count_request(reason);
 }
 
 void Scheduler::loop() {
@@ -171,6 +172,8 @@ void Scheduler::step(Context& ctx, std::vector<std::unique_ptr<Slot>>& running, 
   const double active = ctx.active_params_per_token();
   const int V = c.vocab_size;
   int prompt_tokens = 0, generated = 0;
+  // jobs this step ends, finished after its counts are in /metrics (their clients may read it next)
+  std::vector<std::tuple<std::shared_ptr<GenerationJob>, std::string, std::string>> ended;
   std::erase_if(running, [&](const std::unique_ptr<Slot>& sp) {
     Slot& s = *sp;
     GenerationJob& job = *s.job;
@@ -213,13 +216,14 @@ void Scheduler::step(Context& ctx, std::vector<std::unique_ptr<Slot>>& running, 
     }
     job.cv.notify_all();
     if (reason.empty()) return false;
-    finish(job, reason, error);
+    ended.emplace_back(s.job, reason, error);
     free_seqs.push_back(s.seq);
     return true;
   });
   metrics_.add_tokens(prompt_tokens, generated, active, token_flops(c, active, 0));
   for (int l = 0; l < c.num_layers; l++)
     if (auto r = model_.ffn(l).routing()) metrics_.add_routing(l, r->config, r->last_tokens_per_expert, r->last_tokens_per_group);
+  for (auto& [job, reason, error] : ended) finish(*job, reason, error);
 }
 
 }  // namespace mohge
