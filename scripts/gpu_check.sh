@@ -38,8 +38,8 @@ if ! pkg-config --exists sentencepiece tomlplusplus 2>/dev/null || ! [[ -f /usr/
   for f in .gpu_deps/*.deb; do dpkg -x "$f" "$prefix" || die "cannot unpack $f"; done
   arch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
   export PKG_CONFIG_SYSROOT_DIR=$prefix PKG_CONFIG_LIBDIR=$prefix/usr/lib/$arch/pkgconfig:$prefix/usr/share/pkgconfig
-  export LD_LIBRARY_PATH=$prefix/usr/lib/$arch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  cmake_deps=(-DCMAKE_PREFIX_PATH="$prefix/usr")
+  export LD_LIBRARY_PATH=$prefix/usr/lib/$arch:$prefix/usr/lib/llvm-14/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  cmake_deps=(-DCMAKE_PREFIX_PATH="$prefix/usr" -DLIBOMP="$prefix/usr/lib/llvm-14/lib/libomp.so.5")
   say "libraries: the carried packages, unpacked in $prefix"
 fi
 
@@ -83,9 +83,9 @@ bench_engine() {  # config name
 for c in dense_3b moe_3b mohge_3b; do bench_engine "$c"; done
 
 # ---- the same models in PyTorch, same GPU, same call
-if timeout 60 python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if timeout 60 env -u LD_LIBRARY_PATH python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   for c in dense_3b moe_3b mohge_3b; do
-    timeout 120 python3 bench/torch_gpu_bench.py "configs/gpu/$c.toml" --steps 8 --warmup 3 \
+    timeout 120 env -u LD_LIBRARY_PATH python3 bench/torch_gpu_bench.py "configs/gpu/$c.toml" --steps 8 --warmup 3 \
       > "$out/torch_$c.json" 2> "$out/torch_$c.err"
     say "torch $c: rc=$? $(tail -c 300 "$out/torch_$c.err")"
   done

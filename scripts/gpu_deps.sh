@@ -6,8 +6,11 @@
 # Idempotent: packages already downloaded are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cpp-httplib's pkg-config file requires openssl, zlib and brotli: their -dev packages (and the
+# runtime libraries their .so links point to) come along.
 pkgs=(libdnnl-dev libdnnl2 ocl-icd-libopencl1 libsentencepiece-dev libsentencepiece0 nlohmann-json3-dev
-      libtomlplusplus-dev libtomlplusplus3 libcli11-dev libfmt-dev libfmt9 libgtest-dev libomp5-14)
+      libtomlplusplus-dev libtomlplusplus3 libcli11-dev libfmt-dev libfmt9 libgtest-dev libomp5-14
+      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev zlib1g libbrotli-dev libbrotli1)
 mkdir -p .gpu_deps
 cd .gpu_deps
 for p in "${pkgs[@]}"; do

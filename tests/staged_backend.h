@@ -68,13 +68,13 @@ class StagedCpuBackend final : public Backend {
     cpu().rope_apply(x, B, T, H, hd, theta, pos0, inverse);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T,
-                         int H, int KVH, int hd) override {
-    cpu().attention_forward(out, lse, q, k, v, B, T, H, KVH, hd);
+                         int H, int KVH, int hd, Precision p) override {
+    cpu().attention_forward(out, lse, q, k, v, B, T, H, KVH, hd, p);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse,
                           const float* q, const float* k, const float* v, int B, int T, int H, int KVH,
-                          int hd) override {
-    cpu().attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd);
+                          int hd, Precision p) override {
+    cpu().attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd, p);
   }
   void attention_decode(float* out, const float* q, const float* kc, const float* vc, const int32_t* seq,
                         const int32_t* pos, int N, int max_len, int H, int KVH, int hd) override {

@@ -472,13 +472,20 @@ struct RopeCase : OpCase {
 // ---------------------------------------------------------------------------------------------
 // attention: causal MHA / GQA
 
+// p = bf16 may round q, k, v, P, dout and dS to bfloat16 (the CUDA tensor-core kernels; the CPU
+// stays fp32): 2e-2 forward and backward, where a float64 emulation of that rounding at these
+// shapes errs by at most 6.5e-3.
 struct AttentionCase : OpCase {
   int B, T, H, KVH, hd;
-  AttentionCase(int B, int T, int H, int KVH, int hd) : B(B), T(T), H(H), KVH(KVH), hd(hd) {}
-  std::string op() const override { return "attention"; }
+  mohge::Precision p;
+  AttentionCase(int B, int T, int H, int KVH, int hd, mohge::Precision p = mohge::Precision::fp32)
+      : B(B), T(T), H(H), KVH(KVH), hd(hd), p(p) {}
+  std::string op() const override { return p == mohge::Precision::bf16 ? "attention_bf16" : "attention"; }
   std::string shape() const override {
     return fmt::format("B={} T={} H={} KVH={} hd={}", B, T, H, KVH, hd);
   }
+  double fwd_tol() const override { return p == mohge::Precision::bf16 ? 2e-2 : kFwdTol; }
+  double bwd_tol() const override { return p == mohge::Precision::bf16 ? 2e-2 : kBwdTol; }
   void init(Rng& rng) override {
     // |q|, |k| up to 2 gives peaked but not one-hot softmax rows
     inputs = {{"q", rng.uniform((size_t)B * T * H * hd, -2.f, 2.f)},
@@ -488,7 +495,7 @@ struct AttentionCase : OpCase {
   std::vector<Tensor> run(const F& q, const F& k, const F& v) const {
     auto out = up(F((size_t)B * T * H * hd, NAN)), lse = up(F((size_t)B * H * T, NAN));
     auto qb = up(q), kb = up(k), vb = up(v);
-    be->attention_forward(out.data(), lse.data(), qb.data(), kb.data(), vb.data(), B, T, H, KVH, hd);
+    be->attention_forward(out.data(), lse.data(), qb.data(), kb.data(), vb.data(), B, T, H, KVH, hd, p);
     return {{"out", host(out)}, {"lse", host(lse)}};
   }
   std::vector<Tensor> forward() override { return run(in(0), in(1), in(2)); }
@@ -505,7 +512,7 @@ struct AttentionCase : OpCase {
     auto out = up(outs[0].data), lse = up(outs[1].data);
     auto q = up_in(0), k = up_in(1), v = up_in(2);
     be->attention_backward(dq.data(), dk.data(), dv.data(), d.data(), out.data(), lse.data(),
-                           q.data(), k.data(), v.data(), B, T, H, KVH, hd);
+                           q.data(), k.data(), v.data(), B, T, H, KVH, hd, p);
     g[0] = host(dq), g[1] = host(dk), g[2] = host(dv);
   }
   // forward and backward with `threads` OpenMP threads: out, lse, dq, dk, dv
@@ -1238,6 +1245,14 @@ std::vector<Row> all_cases() {
       row<AttentionCase>(1, 300, 4, 2, 16),  // GQA, 256 + 44 keys: online softmax over 2 key tiles
       row<AttentionCase>(1, 40, 2, 1, 64),   // hd 64 (the GPU configs'): 2 dims per GPU lane
       row<AttentionCase>(1, 33, 2, 2, 128),  // hd 128, the GPU kernel's largest: > 48 KiB of shared memory
+      // bf16: the GPU's tensor-core kernels (64-row tiles, hd a multiple of 16 up to 128)
+      row<AttentionCase>(1, 1, 1, 1, 16, mohge::Precision::bf16),    // a single key: dq = dk = 0
+      row<AttentionCase>(1, 70, 4, 2, 16, mohge::Precision::bf16),   // GQA, 64 + 6 queries
+      row<AttentionCase>(2, 130, 4, 1, 64, mohge::Precision::bf16),  // MQA, batch stride, 3 tiles
+      row<AttentionCase>(1, 300, 4, 2, 32, mohge::Precision::bf16),  // 4 full tiles + 44
+      row<AttentionCase>(1, 64, 2, 2, 48, mohge::Precision::bf16),   // exactly one tile; hd 48
+      row<AttentionCase>(1, 33, 2, 2, 128, mohge::Precision::bf16),  // hd 128: the most shared memory
+      row<AttentionCase>(1, 20, 2, 2, 8, mohge::Precision::bf16),    // hd 8: not a multiple of 16, fp32 kernel
       row<AttentionDecodeCase>(1, 1, 1, 1, 8, Ints{0}, Ints{0}),  // one key
       // decode: 3 sequences at different positions, GQA; a full cache (position L-1)
       row<AttentionDecodeCase>(3, 40, 4, 2, 16, Ints{0, 1, 2}, Ints{0, 39, 17}),

@@ -3,7 +3,9 @@
 // the detokenization generate and serve share.
 #include <httplib.h>
 #include <sentencepiece_trainer.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -553,32 +555,46 @@ TEST(ServeMetrics, ExpertAndGroupSharesCountEveryRoutedRow) {
 
 // The server listens before it loads: /health and completions answer 503 until the model is
 // ready. A 34 M-parameter checkpoint (136 MB) keeps it loading for far longer than the polls take.
+// The checkpoint's tokenizer.model is a named pipe: loading blocks in reading it until the test
+// writes the tokenizer, so the server is surely still loading when it is asked (a timing-free
+// test: a checkpoint loads in ~30 ms, faster than a loaded machine schedules the client).
 TEST(ServeLimits, HealthIs503WhileTheModelLoads) {
   test::TmpDir d;
-  const std::string ck = d / "big";
+  const std::string ck = d / "ck";
   fs::create_directories(ck);
-  {
-    ModelConfig c = test::tiny_model_config("dense", 64);
-    c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 8, c.intermediate_size = 4096, c.num_layers = 2;
-    c.validate();
-    Model m(c);
-    m.init_weights(1);
-    model_save(ck, m);
-  }
-  fs::copy_file(env().tokenizer, ck + "/tokenizer.model");
+  for (const auto& f : fs::directory_iterator(env().ck))
+    if (f.path().filename() != "tokenizer.model") fs::copy(f.path(), ck + "/" + f.path().filename().string());
+  const std::string fifo = ck + "/tokenizer.model";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << strerror(errno);
   ServerProcess server("", ck, false);
   std::vector<int> health;
-  int completion_while_loading = 0;
-  for (int i = 0; i < 30000 && (health.empty() || health.back() != 200); i++) {
+  for (int i = 0; i < 3; i++) {
     auto h = server.client().Get("/health");
     health.push_back(h ? h->status : -1);
-    if (health.back() == 503 && !completion_while_loading)
-      completion_while_loading = post(server, "/v1/completions", completion("the cat", 1, 2).dump()).status;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  ASSERT_FALSE(health.empty());
-  EXPECT_EQ(health.front(), 503) << server.output();
-  EXPECT_EQ(health.back(), 200) << server.output();
-  EXPECT_EQ(completion_while_loading, 503);
+  EXPECT_EQ(health, std::vector<int>({503, 503, 503})) << server.output();
+  EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 1, 2).dump()).status, 503);
+  // the tokenizer into the pipe: a non-blocking open succeeds once the server has it open to read
+  int fd = -1;
+  for (int i = 0; i < 30000 && fd < 0; i++) {
+    fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd < 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(fd, 0) << "the server never opened its tokenizer: " << server.output();
+  fcntl(fd, F_SETFL, 0);  // blocking writes: the pipe holds less than the tokenizer
+  const std::string bytes = read_file_text(env().tokenizer);
+  for (size_t at = 0; at < bytes.size();) {
+    const ssize_t n = write(fd, bytes.data() + at, bytes.size() - at);
+    ASSERT_GT(n, 0) << strerror(errno);
+    at += (size_t)n;
+  }
+  close(fd);
+  int status = 0;
+  for (int i = 0; i < 3000 && status != 200; i++) {
+    auto h = server.client().Get("/health");
+    status = h ? h->status : -1;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(status, 200) << server.output();
   EXPECT_EQ(post(server, "/v1/completions", completion("the cat", 1, 2).dump()).status, 200);
 }

@@ -109,12 +109,16 @@ class Backend {
   // Causal attention with GQA: q[B,T,H,hd], k/v[B,T,KVH,hd] -> out[B,T,H,hd] (query head h reads
   // kv head h / (H/KVH)); lse[B,H,T], each row's log-sum-exp of the scaled scores, is all that
   // backward needs besides out: memory O(T), never T×T (flash attention, ops.h).
+  // p = bf16 lets a backend round q, k, v, the probabilities, dout and dS to bfloat16 with fp32
+  // sums (FlashAttention-2's precision: the CUDA backend's tensor cores); the CPU computes in
+  // fp32 either way.
   virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
-                                 const float* v, int B, int T, int H, int KVH, int hd) = 0;
+                                 const float* v, int B, int T, int H, int KVH, int hd,
+                                 Precision p = Precision::fp32) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                   const float* out, const float* lse, const float* q,
                                   const float* k, const float* v, int B, int T, int H, int KVH,
-                                  int hd) = 0;
+                                  int hd, Precision p = Precision::fp32) = 0;
   // Attention of N query rows over a KV cache (decode, prefill): q[N,H,hd] -> out[N,H,hd] over
   // kcache/vcache[S,max_len,KVH,hd]; row i is sequence seq[i] at position pos[i] and attends to
   // that sequence's keys 0..pos[i] (seq, pos: backend int32 [N]). Forward only.

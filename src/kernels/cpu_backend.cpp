@@ -137,12 +137,12 @@ class CpuBackend final : public Backend {
     mohge::rope_apply(x, B, T, H, hd, theta, pos0, inverse);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                         int B, int T, int H, int KVH, int hd) override {
+                         int B, int T, int H, int KVH, int hd, Precision) override {
     mohge::attention_forward(out, lse, q, k, v, B, T, H, KVH, hd);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                           const float* lse, const float* q, const float* k, const float* v, int B,
-                          int T, int H, int KVH, int hd) override {
+                          int T, int H, int KVH, int hd, Precision) override {
     mohge::attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd);
   }
   void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,

@@ -137,7 +137,7 @@ void Model::block_forward(Context& ctx, int l, float* out, int N) const {
     const int B = ctx.B_, T = ctx.T_;
     be_.rope_apply(a.q.data(), B, T, H, hd, theta, 0, false);
     be_.rope_apply(a.k.data(), B, T, KVH, hd, theta, 0, false);
-    be_.attention_forward(a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
+    be_.attention_forward(a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd, p);
   } else {
     // each run at its sequence's positions; its keys and values join that sequence's cache
     const size_t layer = (size_t)l * ctx.num_seqs() * ctx.max_len() * kvd;
@@ -202,7 +202,7 @@ void Model::backward(Context& ctx, float loss_scale) {
     zero(dq);
     zero(dk);
     zero(dv);
-    be_.attention_backward(dq.data(), dk.data(), dv.data(), datty.data(), a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd);
+    be_.attention_backward(dq.data(), dk.data(), dv.data(), datty.data(), a.atty.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, T, H, KVH, hd, c.matmul_precision);
     be_.rope_apply(dq.data(), B, T, H, hd, (float)c.rope_theta, 0, true);
     be_.rope_apply(dk.data(), B, T, KVH, hd, (float)c.rope_theta, 0, true);
     zero(dln);

@@ -3,12 +3,13 @@
 // three deterministic kernels (no atomics): D = rowsum(dout ⊙ out); dq by query tiles; dk, dv by
 // key tiles. fp32 on CUDA cores, written for correctness first: one warp per query row (or key)
 // at a time, keys (or queries) staged kTile at a time in shared memory, lane j handling key (or
-// query) j of the tile. Speed left for later: tensor cores (bf16 mma), larger tiles, or cuDNN's
-// SDPA.
+// query) j of the tile. These serve p = fp32 and the head dims the tensor-core kernels do not
+// take; p = bf16 goes to those (cuda_attention_mma.cu), ~10× faster at the GPU configs' shapes.
 // Layouts (Backend::attention_forward): q[B,T,H,hd], k/v[B,T,KVH,hd], out[B,T,H,hd], lse[B,H,T];
 // query head h reads kv head h / (H/KVH).
 #include <type_traits>
 
+#include "kernels/cuda/cuda_attention.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -24,15 +25,6 @@ constexpr int kKvPerWarp = kTile / kKvWarps;  // are twice the forward's: fewer 
 constexpr unsigned kFull = 0xffffffffu;
 // Kernels are templated on DIMS, the head dims per lane (d = lane + 32·i, i < DIMS): register
 // arrays need a compile-time size, and hd = 64 should not pay for hd = 128's registers.
-
-struct AttnShape {
-  int B, T, H, KVH, hd;
-  float scale;  // 1/√hd
-  __host__ __device__ int rep() const { return H / KVH; }
-  __device__ int64_t q_at(int b, int t, int h) const { return (((int64_t)b * T + t) * H + h) * hd; }
-  __device__ int64_t kv_at(int b, int t, int kh) const { return (((int64_t)b * T + t) * KVH + kh) * hd; }
-  __device__ int64_t lse_at(int b, int h, int t) const { return ((int64_t)b * H + h) * T + t; }
-};
 
 // Σ_d a[d]·b[d], in d order (the forward and backward score of a (query, key) pair agree).
 __device__ inline float dot(const float* a, const float* b, int hd) {
@@ -326,9 +318,10 @@ void with_dims(int hd, F f) {
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
-                       int T, int H, int KVH, int hd, cudaStream_t stream) {
+                       int T, int H, int KVH, int hd, bool bf16, cudaStream_t stream) {
   if (B <= 0 || T <= 0 || H <= 0) return;
   const AttnShape s{B, T, H, KVH, hd, 1.0f / sqrtf((float)hd)};
+  if (bf16 && attention_mma_supported(hd, {out, q, k, v})) return attention_forward_mma(out, lse, q, k, v, s, stream);
   with_dims(hd, [&](auto dims) {
     launch_with_smem("attention_forward", attention_forward_kernel<dims()>, dim3(tiles(T), H, B), kWarps * 32,
                      (size_t)kTile * (3 * hd + 1), stream, out, lse, q, k, v, s);
@@ -337,13 +330,15 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                         const float* lse, const float* q, const float* k, const float* v, int B, int T,
-                        int H, int KVH, int hd, float* scratch, cudaStream_t stream) {
+                        int H, int KVH, int hd, bool bf16, float* scratch, cudaStream_t stream) {
   if (B <= 0 || T <= 0 || H <= 0) return;
   const AttnShape s{B, T, H, KVH, hd, 1.0f / sqrtf((float)hd)};
   float* D = scratch;
   const int64_t rows = (int64_t)B * T * H;
   attention_rowdot_kernel<<<(unsigned)((rows + kWarps - 1) / kWarps), kWarps * 32, 0, stream>>>(D, dout, out, s);
   MOHGE_CUDA_LAUNCHED("attention_backward (rowdot)");
+  if (bf16 && attention_mma_supported(hd, {dq, dk, dv, dout, q, k, v}))
+    return attention_backward_mma(dq, dk, dv, dout, lse, D, q, k, v, s, stream);
   with_dims(hd, [&](auto dims) {
     launch_with_smem("attention_backward (dq)", attention_backward_dq_kernel<dims()>, dim3(tiles(T), H, B),
                      kWarps * 32, (size_t)kTile * (4 * hd + 2), stream, dq, dout, lse, D, q, k, v, s);

@@ -92,16 +92,17 @@ class CudaBackend final : public Backend {
     cuda::rope_apply(x, B, T, H, hd, theta, pos0, inverse, stream_);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B,
-                         int T, int H, int KVH, int hd) override {
+                         int T, int H, int KVH, int hd, Precision p) override {
     check_attention(H, KVH, hd);
-    cuda::attention_forward(out, lse, q, k, v, B, T, H, KVH, hd, stream_);
+    cuda::attention_forward(out, lse, q, k, v, B, T, H, KVH, hd, p == Precision::bf16, stream_);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                           const float* lse, const float* q, const float* k, const float* v, int B, int T,
-                          int H, int KVH, int hd) override {
+                          int H, int KVH, int hd, Precision p) override {
     check_attention(H, KVH, hd);
     float* D = static_cast<float*>(scratch((size_t)B * H * T * sizeof(float)));
-    cuda::attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd, D, stream_);
+    cuda::attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KVH, hd, p == Precision::bf16, D,
+                             stream_);
   }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {
     cuda::swiglu_forward(out, gate, up, n, stream_);

@@ -88,12 +88,14 @@ void adamw_step(float* w, const float* g, float* m, float* v, const AdamwSegment
 
 // ---- attention (cuda_attention.cu) ----
 constexpr int kAttentionMaxHeadDim = 128;  // hd ≤ this; H a multiple of KVH (the backend checks)
+// bf16: q, k, v, P, dout and dS rounded to bfloat16 on the tensor cores (cuda_attention_mma.cu)
+// where hd is a multiple of 16; else, and for fp32, fp32 on the CUDA cores.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                       int B, int T, int H, int KVH, int hd, cudaStream_t stream);
+                       int B, int T, int H, int KVH, int hd, bool bf16, cudaStream_t stream);
 // scratch: B·H·T floats (D = rowsum(dout ⊙ out))
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
                         const float* lse, const float* q, const float* k, const float* v, int B,
-                        int T, int H, int KVH, int hd, float* scratch, cudaStream_t stream);
+                        int T, int H, int KVH, int hd, bool bf16, float* scratch, cudaStream_t stream);
 // q[N,H,hd] over kcache/vcache[S,max_len,KVH,hd] -> out[N,H,hd]; seq, pos: device int32[N]
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* seq,
                       const int32_t* pos, int N, int max_len, int H, int KVH, int hd, cudaStream_t stream);
