@@ -1251,6 +1251,9 @@ std::vector<Row> all_cases() {
       row<AttentionCase>(2, 130, 4, 1, 64, mohge::Precision::bf16),  // MQA, batch stride, 3 tiles
       row<AttentionCase>(1, 300, 4, 2, 32, mohge::Precision::bf16),  // 4 full tiles + 44
       row<AttentionCase>(1, 64, 2, 2, 48, mohge::Precision::bf16),   // exactly one tile; hd 48
+      row<AttentionCase>(1, 100, 6, 2, 80, mohge::Precision::bf16),  // 3 query heads per kv head, 64 + 36; hd 80
+      row<AttentionCase>(2, 65, 3, 3, 96, mohge::Precision::bf16),   // 64 + 1: a tile of one live row; hd 96
+      row<AttentionCase>(1, 129, 2, 1, 112, mohge::Precision::bf16), // MQA, 2 tiles + 1 row; hd 112
       row<AttentionCase>(1, 33, 2, 2, 128, mohge::Precision::bf16),  // hd 128: the most shared memory
       row<AttentionCase>(1, 20, 2, 2, 8, mohge::Precision::bf16),    // hd 8: not a multiple of 16, fp32 kernel
       row<AttentionDecodeCase>(1, 1, 1, 1, 8, Ints{0}, Ints{0}),  // one key
