@@ -29,6 +29,7 @@ say "GPU: $(head -1 "$out/gpu.txt"); $(nvcc --version | tail -1); $(nproc) cores
 
 # ---- dependencies: the system's, else the carried Debian packages in a private prefix
 cmake_deps=()
+torch_env=()  # PyTorch runs on the caller's library path: the carried packages' libraries are not its own
 if ! pkg-config --exists sentencepiece tomlplusplus 2>/dev/null || ! [[ -f /usr/include/dnnl.h || -f /usr/local/include/dnnl.h ]] ||
    ! ldconfig -p 2>/dev/null | grep -q 'libomp\.so\.5'; then
   compgen -G ".gpu_deps/*.deb" >/dev/null ||
@@ -38,6 +39,7 @@ if ! pkg-config --exists sentencepiece tomlplusplus 2>/dev/null || ! [[ -f /usr/
   for f in .gpu_deps/*.deb; do dpkg -x "$f" "$prefix" || die "cannot unpack $f"; done
   arch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
   export PKG_CONFIG_SYSROOT_DIR=$prefix PKG_CONFIG_LIBDIR=$prefix/usr/lib/$arch/pkgconfig:$prefix/usr/share/pkgconfig
+  if [[ -v LD_LIBRARY_PATH ]]; then torch_env=(LD_LIBRARY_PATH="$LD_LIBRARY_PATH"); else torch_env=(-u LD_LIBRARY_PATH); fi
   export LD_LIBRARY_PATH=$prefix/usr/lib/$arch:$prefix/usr/lib/llvm-14/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   cmake_deps=(-DCMAKE_PREFIX_PATH="$prefix/usr" -DLIBOMP="$prefix/usr/lib/llvm-14/lib/libomp.so.5")
   say "libraries: the carried packages, unpacked in $prefix"
@@ -83,9 +85,9 @@ bench_engine() {  # config name
 for c in dense_3b moe_3b mohge_3b; do bench_engine "$c"; done
 
 # ---- the same models in PyTorch, same GPU, same call
-if timeout 60 env -u LD_LIBRARY_PATH python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if timeout 60 env "${torch_env[@]}" python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   for c in dense_3b moe_3b mohge_3b; do
-    timeout 120 env -u LD_LIBRARY_PATH python3 bench/torch_gpu_bench.py "configs/gpu/$c.toml" --steps 8 --warmup 3 \
+    timeout 120 env "${torch_env[@]}" python3 bench/torch_gpu_bench.py "configs/gpu/$c.toml" --steps 8 --warmup 3 \
       > "$out/torch_$c.json" 2> "$out/torch_$c.err"
     say "torch $c: rc=$? $(tail -c 300 "$out/torch_$c.err")"
   done
