@@ -3,8 +3,9 @@
 // three deterministic kernels (no atomics): D = rowsum(dout ⊙ out); dq by query tiles; dk, dv by
 // key tiles. fp32 on CUDA cores, written for correctness first: one warp per query row (or key)
 // at a time, keys (or queries) staged kTile at a time in shared memory, lane j handling key (or
-// query) j of the tile. These serve p = fp32 and the head dims the tensor-core kernels do not
-// take; p = bf16 goes to those (cuda_attention_mma.cu), ~10× faster at the GPU configs' shapes.
+// query) j of the tile. These serve p = fp32 and the calls the tensor-core kernels do not take;
+// p = bf16 goes to those (cuda_attention_mma.cu), which cut the dense_3b training step on an H200
+// from 751 to 225 ms (docs/BENCHMARKS.md).
 // Layouts (Backend::attention_forward): q[B,T,H,hd], k/v[B,T,KVH,hd], out[B,T,H,hd], lse[B,H,T];
 // query head h reads kv head h / (H/KVH).
 #include <type_traits>
@@ -22,7 +23,6 @@ constexpr int kWarps = 4;         // per block of the forward and dq kernels: 4 
 constexpr int kPerWarp = kTile / kWarps;
 constexpr int kKvWarps = 8;       // per block of the dk/dv kernel: 8 × 4 keys (its accumulators
 constexpr int kKvPerWarp = kTile / kKvWarps;  // are twice the forward's: fewer per warp, no spills)
-constexpr unsigned kFull = 0xffffffffu;
 // Kernels are templated on DIMS, the head dims per lane (d = lane + 32·i, i < DIMS): register
 // arrays need a compile-time size, and hd = 64 should not pay for hd = 128's registers.
 
@@ -84,7 +84,7 @@ __global__ void attention_forward_kernel(float* out, float* lse, const float* q,
 #pragma unroll
       for (int i2 = 0; i2 < DIMS; i2++) acc[r][i2] *= corr;
       for (int j = 0; j < kTile; j++) {
-        const float pj = __shfl_sync(kFull, p, j);
+        const float pj = __shfl_sync(kFullWarp, p, j);
 #pragma unroll
         for (int i2 = 0; i2 < DIMS; i2++) {
           const int d = lane + 32 * i2;
@@ -159,7 +159,7 @@ __global__ void attention_backward_dq_kernel(float* dq, const float* dout, const
         ds = attention_dscore(p, dOs + i * hd, Vs + lane * (hd + 1), D[s.lse_at(b, h, t)], t, hd, s.scale);
       }
       for (int j = 0; j < kTile; j++) {
-        const float dsj = __shfl_sync(kFull, ds, j);
+        const float dsj = __shfl_sync(kFullWarp, ds, j);
 #pragma unroll
         for (int i2 = 0; i2 < DIMS; i2++) {
           const int d = lane + 32 * i2;
@@ -223,7 +223,7 @@ __global__ void attention_backward_dkv_kernel(float* dk, float* dv, const float*
           ds = attention_dscore(p, dOs + lane * (hd + 1), Vs + j * hd, Ds[lane], t, hd, s.scale);
         }
         for (int i = 0; i < kTile; i++) {
-          const float pi = __shfl_sync(kFull, p, i), dsi = __shfl_sync(kFull, ds, i);
+          const float pi = __shfl_sync(kFullWarp, p, i), dsi = __shfl_sync(kFullWarp, ds, i);
 #pragma unroll
           for (int i2 = 0; i2 < DIMS; i2++) {
             const int d = lane + 32 * i2;
@@ -246,18 +246,6 @@ __global__ void attention_backward_dkv_kernel(float* dk, float* dv, const float*
       if (d < hd) gK[d] += gk[r][i2], gV[d] += gv[r][i2];
     }
   }
-}
-
-// Launches `kernel` with `floats` of dynamic shared memory, raising the kernel's limit when the
-// head dimension needs more than the default 48 KiB (H100/H200 allow up to 227 KiB per block).
-template <class Kernel, class... Args>
-void launch_with_smem(const char* name, Kernel kernel, dim3 grid, int threads, size_t floats, cudaStream_t stream,
-                      Args... args) {
-  const size_t bytes = floats * sizeof(float);
-  if (bytes > 48 * 1024)
-    MOHGE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-  kernel<<<grid, threads, bytes, stream>>>(args...);
-  MOHGE_CUDA_LAUNCHED(name);
 }
 
 // Grid (N, H), one warp per block: query row i (sequence seq[i] at position pos[i]) and head h
@@ -289,7 +277,7 @@ __global__ void attention_decode_kernel(float* out, const float* q, const float*
     for (int d = 0; d < DIMS; d++) acc[d] *= corr;
     const int n = min(32, L - c0);
     for (int j = 0; j < n; j++) {
-      const float pj = __shfl_sync(kFull, p, j);
+      const float pj = __shfl_sync(kFullWarp, p, j);
       const float* vr = V + (int64_t)(c0 + j) * ks;
 #pragma unroll
       for (int d = 0; d < DIMS; d++)
@@ -324,7 +312,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   if (bf16 && attention_mma_supported(hd, {out, q, k, v})) return attention_forward_mma(out, lse, q, k, v, s, stream);
   with_dims(hd, [&](auto dims) {
     launch_with_smem("attention_forward", attention_forward_kernel<dims()>, dim3(tiles(T), H, B), kWarps * 32,
-                     (size_t)kTile * (3 * hd + 1), stream, out, lse, q, k, v, s);
+                     (size_t)kTile * (3 * hd + 1) * sizeof(float), stream, out, lse, q, k, v, s);
   });
 }
 
@@ -341,9 +329,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     return attention_backward_mma(dq, dk, dv, dout, lse, D, q, k, v, s, stream);
   with_dims(hd, [&](auto dims) {
     launch_with_smem("attention_backward (dq)", attention_backward_dq_kernel<dims()>, dim3(tiles(T), H, B),
-                     kWarps * 32, (size_t)kTile * (4 * hd + 2), stream, dq, dout, lse, D, q, k, v, s);
+                     kWarps * 32, (size_t)kTile * (4 * hd + 2) * sizeof(float), stream, dq, dout, lse, D, q, k, v, s);
     launch_with_smem("attention_backward (dk, dv)", attention_backward_dkv_kernel<dims()>,
-                     dim3(tiles(T), KVH, B), kKvWarps * 32, (size_t)kTile * (4 * hd + 4), stream, dk, dv, dout,
+                     dim3(tiles(T), KVH, B), kKvWarps * 32, (size_t)kTile * (4 * hd + 4) * sizeof(float), stream, dk, dv, dout,
                      lse, D, q, k, v, s);
   });
 }

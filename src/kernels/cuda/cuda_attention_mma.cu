@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -28,7 +29,6 @@ constexpr int kCols = 64;        // keys (forward, dq) or queries (dk, dv) per i
 constexpr int kWarps = 4;        // 16 rows each
 constexpr int kLS = kCols + 4;   // fp32 row stride of a warp's score tiles
 constexpr int kLP = kCols + 8;   // bf16 row stride of a warp's P / dS tiles (16 bytes of padding)
-constexpr unsigned kFull = 0xffffffffu;
 
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
 using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;  // a row-major tile, transposed
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_mma_kernel(floa
       sc[j] = c0 + half * 32 + j <= t ? srow[j] * s.scale : -INFINITY;
       mx = fmaxf(mx, sc[j]);
     }
-    const float m_new = fmaxf(m, fmaxf(mx, __shfl_xor_sync(kFull, mx, 1)));
+    const float m_new = fmaxf(m, fmaxf(mx, __shfl_xor_sync(kFullWarp, mx, 1)));
     const float corr = expf(m - m_new);  // 0 on the first tile (m = −inf)
     float sum = 0.0f;
     __nv_bfloat162* prow = reinterpret_cast<__nv_bfloat162*>(Pw + row * kLP + half * 32);
@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_mma_kernel(floa
       sum += p0 + p1;
       prow[j / 2] = __floats2bfloat162_rn(p0, p1);
     }
-    l = l * corr + sum + __shfl_xor_sync(kFull, sum, 1);
+    l = l * corr + sum + __shfl_xor_sync(kFullWarp, sum, 1);
     m = m_new;
     float* orow = Ow + row * (HD + 4) + half * (HD / 2);
 #pragma unroll
@@ -338,46 +338,52 @@ __global__ void __launch_bounds__(kWarps * 32) attention_dkv_mma_kernel(float* d
   add_rows<HD>(dv, s.kv_at(b, c0 + warp * 16, kh), (int64_t)s.KVH * HD, valid, 1.0f, gv, Sw);
 }
 
-// Launches kernel with `bytes` of dynamic shared memory (over 48 KiB needs the kernel's opt-in).
-template <class Kernel, class... Args>
-void launch(const char* name, Kernel kernel, dim3 grid, size_t bytes, cudaStream_t stream, Args... args) {
-  if (bytes > 48 * 1024)
-    MOHGE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-  kernel<<<grid, kWarps * 32, bytes, stream>>>(args...);
-  MOHGE_CUDA_LAUNCHED(name);
-}
-
 unsigned tiles(int T) { return (unsigned)((T + kRows - 1) / kRows); }
 
-// Calls f(std::integral_constant<int, HD>) for hd ∈ {16, 32, 48, …, 128}.
+// Calls f(std::integral_constant<int, HD>) for hd ∈ {16, 32, 48, …, 128} and returns true; false
+// for any other hd (the one list of the head dims these kernels take).
 template <class F>
-void with_head_dim(int hd, F f) {
+bool with_head_dim(int hd, F f) {
   switch (hd) {
-    case 16: return f(std::integral_constant<int, 16>());
-    case 32: return f(std::integral_constant<int, 32>());
-    case 48: return f(std::integral_constant<int, 48>());
-    case 64: return f(std::integral_constant<int, 64>());
-    case 80: return f(std::integral_constant<int, 80>());
-    case 96: return f(std::integral_constant<int, 96>());
-    case 112: return f(std::integral_constant<int, 112>());
-    case 128: return f(std::integral_constant<int, 128>());
+    case 16: return f(std::integral_constant<int, 16>()), true;
+    case 32: return f(std::integral_constant<int, 32>()), true;
+    case 48: return f(std::integral_constant<int, 48>()), true;
+    case 64: return f(std::integral_constant<int, 64>()), true;
+    case 80: return f(std::integral_constant<int, 80>()), true;
+    case 96: return f(std::integral_constant<int, 96>()), true;
+    case 112: return f(std::integral_constant<int, 112>()), true;
+    case 128: return f(std::integral_constant<int, 128>()), true;
   }
+  return false;
+}
+
+// The current device's opt-in shared memory per block, in bytes (read once).
+size_t device_smem_limit() {
+  static const size_t limit = [] {
+    int dev = 0, bytes = 0;
+    MOHGE_CUDA_CHECK(cudaGetDevice(&dev));
+    MOHGE_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return (size_t)bytes;
+  }();
+  return limit;
 }
 
 }  // namespace
 
 bool attention_mma_supported(int hd, std::initializer_list<const void*> tensors) {
-  if (hd < 16 || hd > 128 || hd % 16 != 0) return false;
   for (const void* p : tensors)
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
+  size_t smem = SIZE_MAX;
+  if (!with_head_dim(hd, [&](auto d) { smem = std::max({forward_smem<d()>(), dq_smem<d()>(), dkv_smem<d()>()}); }))
+    return false;
+  return smem <= device_smem_limit();
 }
 
 void attention_forward_mma(float* out, float* lse, const float* q, const float* k, const float* v,
                            const AttnShape& s, cudaStream_t stream) {
   with_head_dim(s.hd, [&](auto hd) {
-    launch("attention_forward (tensor cores)", attention_forward_mma_kernel<hd()>, dim3(tiles(s.T), s.H, s.B),
-           forward_smem<hd()>(), stream, out, lse, q, k, v, s);
+    launch_with_smem("attention_forward (tensor cores)", attention_forward_mma_kernel<hd()>,
+                     dim3(tiles(s.T), s.H, s.B), kWarps * 32, forward_smem<hd()>(), stream, out, lse, q, k, v, s);
   });
 }
 
@@ -385,10 +391,11 @@ void attention_backward_mma(float* dq, float* dk, float* dv, const float* dout, 
                             const float* q, const float* k, const float* v, const AttnShape& s,
                             cudaStream_t stream) {
   with_head_dim(s.hd, [&](auto hd) {
-    launch("attention_backward dq (tensor cores)", attention_dq_mma_kernel<hd()>, dim3(tiles(s.T), s.H, s.B),
-           dq_smem<hd()>(), stream, dq, dout, lse, D, q, k, v, s);
-    launch("attention_backward dk, dv (tensor cores)", attention_dkv_mma_kernel<hd()>,
-           dim3(tiles(s.T), s.KVH, s.B), dkv_smem<hd()>(), stream, dk, dv, dout, lse, D, q, k, v, s);
+    launch_with_smem("attention_backward dq (tensor cores)", attention_dq_mma_kernel<hd()>,
+                     dim3(tiles(s.T), s.H, s.B), kWarps * 32, dq_smem<hd()>(), stream, dq, dout, lse, D, q, k, v, s);
+    launch_with_smem("attention_backward dk, dv (tensor cores)", attention_dkv_mma_kernel<hd()>,
+                     dim3(tiles(s.T), s.KVH, s.B), kWarps * 32, dkv_smem<hd()>(), stream, dk, dv, dout, lse, D, q,
+                     k, v, s);
   });
 }
 

@@ -12,6 +12,7 @@
 namespace mohge::cuda {
 
 constexpr int kThreads = 256;  // threads per block of the one-dimensional kernels
+constexpr unsigned kFullWarp = 0xffffffffu;  // every lane of a warp (the shuffles' mask)
 
 // Blocks for a grid-stride loop over n elements: enough to fill the GPU, never more than needed.
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
@@ -21,12 +22,12 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 
 template <class T>
 __device__ inline T warp_sum(T x) {
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFullWarp, x, o);
   return x;  // every lane holds the sum (butterfly: the same order in every lane)
 }
 
 __device__ inline float warp_max(float x) {
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFullWarp, x, o));
   return x;
 }
 
