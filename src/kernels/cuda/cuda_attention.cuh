@@ -33,7 +33,7 @@ void launch_with_smem(const char* name, Kernel kernel, dim3 grid, int threads, s
 }
 
 // Whether the tensor-core kernels take this call: hd a multiple of 16 up to 128 whose kernels'
-// shared memory fits this device's per-block limit (hd 112 and 128 need over 99 KiB: not on
+// shared memory fits this device's per-block limit (hd 96 and up need over 99 KiB: not on
 // sm_86/89), and every tensor 16-byte aligned (they read and write float4).
 bool attention_mma_supported(int hd, std::initializer_list<const void*> tensors);
 // Forward and backward with q, k, v, P, dout and dS rounded to bfloat16 and every product summed in
