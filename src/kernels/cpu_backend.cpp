@@ -11,6 +11,7 @@
 #include "core/huge_pages.h"
 #include "core/module.h"
 #include "kernels/backend.h"
+#include "kernels/gemm.h"
 #include "kernels/matvec.h"
 #include "kernels/ops.h"
 
@@ -58,10 +59,8 @@ class CpuBackend final : public Backend {
       MOHGE_CHECK(copies || bytes == 0, "out of memory: cannot allocate {:.1f} MiB for bf16 weights on the cpu backend",
                   bytes / 1048576.0);
       for (size_t j = 0; j < tensors.size(); j++) {
-        const float* w = tensors[j].w;
-        uint16_t* c = copies.get() + at[j];
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < tensors[j].n; i++) c[i] = bf16_from_float(w[i]);
+        const int64_t n = (int64_t)tensors[j].n;
+        to_bf16(copies.get() + at[j], tensors[j].w, 1, n, n);
       }
     }
     // the entries built apart, then moved in without allocating (merge): none or all are declared

@@ -33,6 +33,10 @@ void gemm_ready();
 // rounding the weights again on every call (a bf16 prefill's largest cost after the products).
 void matmul_bf16_weights(float* out, const float* inp, const uint16_t* w16, int N, int I, int O, bool accumulate);
 
+// dst[rows,cols] (packed) = the bfloat16 rounding (bf16_from_float) of src[rows,cols], row-major with
+// leading dimension ld; split across the OpenMP threads where that pays (kernels/parallel.h).
+void to_bf16(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int64_t ld);
+
 // float -> bfloat16 bits, round to nearest even (NaN stays NaN); and back (exact).
 inline uint16_t bf16_from_float(float f) {
   uint32_t u;

@@ -19,6 +19,20 @@ Precision precision_from_string(const std::string& s, const std::string& key) {
 
 const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
+void to_bf16(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int64_t ld) {
+  const bool worth = rows * cols >= 4 * kParallelMinElems;
+  if (ld == cols) {  // packed: one range of rows·cols, split evenly whatever the shape (a flat tensor is one row)
+    parallel_rows(rows * cols, worth, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; i++) dst[i] = bf16_from_float(src[i]);
+    });
+    return;
+  }
+  parallel_rows(rows, worth, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = bf16_from_float(src[r * ld + c]);
+  });
+}
+
 namespace {
 
 // The oneDNN module, loaded on the first product (kernels/gemm_library.h).
@@ -26,14 +40,6 @@ const GemmLibrary& onednn() {
   static const GemmLibrary& lib = *reinterpret_cast<const GemmLibrary* (*)()>(
       module_entry("oneDNN GEMM", "MOHGE_ONEDNN_MODULE", MOHGE_ONEDNN_MODULE, "mohge_onednn_gemm"))();
   return lib;
-}
-
-// rows×cols of a row-major float matrix with leading dimension ld -> packed bf16
-void to_bf16(uint16_t* dst, const float* src, int rows, int cols, int ld) {
-  parallel_rows(rows, (int64_t)rows * cols >= 4 * kParallelMinElems, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++)
-      for (int c = 0; c < cols; c++) dst[r * cols + c] = bf16_from_float(src[r * ld + c]);
-  });
 }
 
 void gemm_bf16(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B,
