@@ -1007,6 +1007,45 @@ TEST_P(InferenceLoad, MappedFrozenWeightsDecodeAsTheTrainedModel) {
   EXPECT_ERROR(model_load_inference(dir.str(), cpu_backend(), "fp16"), "--weights-dtype = \"fp16\": expected \"fp32\" or \"bf16\"");
 }
 
+// A prompt longer than decode's matrix–vector batches (kMatvecMaxRows): the loaded model's products
+// go through CpuBackend's row split (each thread's rows of q, k and v, or of gate and up, in one
+// parallel region), the trained model's through oneDNN's own threads, rounding the weights to bf16
+// per call under bf16. The logits of an eval forward (every position) and of a prefill (its last
+// row) agree within float rounding, fp32 and bf16.
+TEST_P(InferenceLoad, LongPromptsMatchTheTrainingKernels) {
+  ModelConfig cfg = tiny_config(GetParam());
+  cfg.max_seq_len = 80;
+  const int T = 70, V = cfg.vocab_size;
+  ASSERT_GT(T, kMatvecMaxRows);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);  // the split needs two threads, whatever the machine
+  const auto toks = random_tokens(T, V, 77);
+  for (Precision p : {Precision::fp32, Precision::bf16}) {
+    if (p == Precision::bf16 && (!matvec_bf16_supported() || !bf16_supported())) continue;
+    cfg.matmul_precision = p;
+    Model m(cfg);
+    randomize(m, 31);
+    TmpDir dir;
+    model_save(dir.str(), m);
+    auto inf = model_load_inference(dir.str(), cpu_backend(), precision_name(p));
+    Context want(m, Mode::eval), got(*inf, Mode::eval);
+    m.forward(want, toks.data(), nullptr, 1, T);
+    inf->forward(got, toks.data(), nullptr, 1, T);
+    double lmax = 0, diff = 0;
+    for (size_t i = 0; i < (size_t)T * V; i++)
+      lmax = std::max(lmax, (double)std::abs(want.logits()[i])), diff = std::max(diff, (double)std::abs(got.logits()[i] - want.logits()[i]));
+    const double tol = (p == Precision::fp32 ? 1e-6 : 1e-3) * lmax;
+    EXPECT_LE(diff, tol) << precision_name(p) << " eval forward";
+    const auto prefill_want = decode_logits(m, {toks}, T)[0], prefill_got = decode_logits(*inf, {toks}, T)[0];
+    double pdiff = 0;
+    for (int v = 0; v < V; v++) pdiff = std::max(pdiff, (double)std::abs(prefill_got[v] - prefill_want[v]));
+    EXPECT_LE(pdiff, tol) << precision_name(p) << " prefill";
+    std::printf("%s %s: max logit diff %.2e (forward), %.2e (prefill) of max |logit| %.2f\n", GetParam(),
+                precision_name(p), diff, pdiff, lmax);
+  }
+  omp_set_num_threads(threads);
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, InferenceLoad, ::testing::Values("dense", "moe", "mohge"),
                          [](const auto& info) { return std::string(info.param); });
 
