@@ -232,7 +232,7 @@ class CpuBackend final : public Backend {
   // out_j[N,O_j] (+= when accumulate) inp[N,I]·w_j[O_j,I]ᵀ for count products of frozen weights
   // (bf16: through their copies w16_j): the rows split across the threads in one parallel region,
   // each thread's rows of every product through a single-threaded GEMM. Faster than letting oneDNN
-  // split each product in a region of its own: the dense preset's prefill +13-17 % fp32, +10 % bf16
+  // split each product in a region of its own: the dense preset's prefill +17 % fp32, +11 % bf16
   // at 2 threads (bench_infer, docs/BENCHMARKS.md); one thread runs the same GEMMs as before.
   // Equal to the unsplit product within rounding (oneDNN's kernel may depend on the number of rows).
   static void matmul_frozen_rows(const float* inp, const SharedInputProduct* products, const uint16_t* const* w16,
