@@ -27,15 +27,18 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "kernels/backend.h"
 #include "kernels/gemm.h"
 #include "kernels/matvec.h"
+#include "kernels/ops.h"
 #include "kernels/parallel.h"
 #include "kernels/vec_math.h"
 #include "kernels/reference.h"
+#include "kernels/rope_table.h"
 
 namespace {
 
@@ -1265,6 +1268,16 @@ std::vector<Row> all_cases() {
       // a 70-row prompt chunk at positions 200.. (query tiles of 64 + 6, key tiles of 256 + 14)
       // beside a token at the end of a 300-long cache
       row<AttentionDecodeCase>(2, 300, 4, 2, 16, ints_then(Ints(70, 0), 1), ints_then(iota(200, 70), 299)),
+      // decode's one query per sequence with the head dims of the AVX-512 kernel (16·k up to 256):
+      // 299 keys (tiles of 256 + 43: the second accumulates), 6 keys (under one step of 8), 1 key
+      row<AttentionDecodeCase>(3, 300, 4, 2, 32, Ints{0, 1, 2}, Ints{298, 5, 0}),
+      row<AttentionDecodeCase>(2, 40, 2, 1, 48, Ints{0, 1}, Ints{39, 12}),
+      row<AttentionDecodeCase>(2, 40, 2, 2, 80, Ints{1, 0}, Ints{17, 31}),
+      row<AttentionDecodeCase>(2, 270, 2, 1, 128, Ints{0, 1}, Ints{269, 8}),
+      row<AttentionDecodeCase>(2, 40, 2, 1, 256, Ints{0, 1}, Ints{39, 7}),
+      // head dims it does not take (the plain loops): not a multiple of 16, over 256
+      row<AttentionDecodeCase>(2, 40, 2, 1, 24, Ints{0, 1}, Ints{39, 7}),
+      row<AttentionDecodeCase>(1, 20, 2, 2, 272, Ints{0}, Ints{19}),
       row<SwiGLUCase>(1, 3.f),
       row<SwiGLUCase>(1001, 12.f),  // includes gates ±100 and 0
       row<CrossEntropyCase>(1, 2, 1.f, 1.f),
@@ -1497,6 +1510,39 @@ TEST(Gemm, Bf16RoundsToNearestEven) {
   EXPECT_EQ(mohge::bf16_to_float(0x3f81), 1.0078125f);
 }
 
+// to_bf16 (vectorised, AVX-512) gives bf16_from_float's bits for every kind of value: each sign
+// and exponent (zeros, denormals, infinities, NaNs included) with the mantissas around the
+// rounding ties, and random bit patterns; packed (every tail length) and strided, small and large.
+TEST(Gemm, ToBf16MatchesBf16FromFloatBitForBit) {
+  std::vector<uint32_t> bits;
+  for (uint32_t se = 0; se < 512; se++)
+    for (uint32_t m : {0x0u, 0x1u, 0x2u, 0x3fffu, 0x7fffu, 0x8000u, 0x8001u, 0xffffu, 0x10000u, 0x17fffu, 0x18000u,
+                       0x18001u, 0x400000u, 0x400001u, 0x7f7fffu, 0x7f8000u, 0x7fffffu})
+      bits.push_back(se << 23 | m);
+  std::mt19937 gen(5);
+  while (bits.size() < 300000) bits.push_back(gen());
+  F src(bits.size());
+  std::memcpy(src.data(), bits.data(), bits.size() * 4);
+  auto check = [&](const std::vector<uint16_t>& got, const float* from, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < cols; c++)
+        ASSERT_EQ(got[r * cols + c], mohge::bf16_from_float(from[r * ld + c]))
+            << "input bits 0x" << std::hex << bits[from - src.data() + r * ld + c];
+  };
+  for (int64_t n : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(31), (int64_t)bits.size()}) {
+    for (int64_t off = 0; off + n <= (int64_t)bits.size(); off += std::max<int64_t>(n, 977)) {
+      std::vector<uint16_t> got(n);
+      mohge::to_bf16(got.data(), src.data() + off, 1, n, n);
+      check(got, src.data() + off, 1, n, n);
+    }
+  }
+  for (auto [rows, cols, ld] : {std::tuple<int64_t, int64_t, int64_t>{7, 37, 41}, {3000, 33, 99}}) {
+    std::vector<uint16_t> got(rows * cols);
+    mohge::to_bf16(got.data(), src.data(), rows, cols, ld);
+    check(got, src.data(), rows, cols, ld);
+  }
+}
+
 TEST(Gemm, PrecisionNamesRoundTripAndBadNamesFail) {
   for (auto p : {mohge::Precision::fp32, mohge::Precision::bf16})
     EXPECT_EQ(mohge::precision_from_string(mohge::precision_name(p), "k"), p);
@@ -1547,4 +1593,40 @@ TEST(ParallelRows, EveryIndexOnceWhateverTheSizeAndThreads) {
     EXPECT_EQ(outer_calls, team);
   }
   omp_set_num_threads(saved);
+}
+
+// rope_apply's angles come from tables shared across calls and threads (kernels/rope_table.h); they
+// must be the bits of the direct formula, cos and sin of pos·θ^(−2i/hd) in double rounded to float,
+// at every position: inside a table, past its growth, and past kRopeTableMaxPositions (computed
+// row by row). Rotating x = (1, …, 1, 0, …, 0) gives (cos a_i, sin a_i) exactly; the inverse −sin.
+// Several threads at once, with more (θ, hd) pairs than the cache keeps, so tables are built,
+// grown and dropped while others read theirs.
+TEST(Rope, TablesGiveTheDirectFormulasBitsAtEveryPosition) {
+  auto check = [](float theta, int hd, int pos0, int T, bool inverse) {
+    const int half = hd / 2;
+    F x((size_t)T * hd, 0.0f);
+    for (int t = 0; t < T; t++) std::fill_n(x.begin() + (size_t)t * hd, half, 1.0f);
+    mohge::rope_apply(x.data(), 1, T, 1, hd, theta, pos0, inverse);
+    for (int t = 0; t < T; t++)
+      for (int i = 0; i < half; i++) {
+        const double a = (double)(pos0 + t) * std::pow((double)theta, -2.0 * i / hd);
+        const float c = (float)std::cos(a), s = (float)std::sin(a) * (inverse ? -1.0f : 1.0f);
+        // == rather than the bits: the rotation's 0·cos + (−0) gives +0 where sin is −0
+        if (x[(size_t)t * hd + i] != c || x[(size_t)t * hd + half + i] != s) {
+          ADD_FAILURE() << "theta " << theta << " hd " << hd << " position " << pos0 + t << " i " << i << ": got "
+                        << x[(size_t)t * hd + i] << ", " << x[(size_t)t * hd + half + i] << " want " << c << ", " << s;
+          return;
+        }
+      }
+  };
+  const int max = (int)mohge::kRopeTableMaxPositions;
+  auto sweep = [&](float theta, int hd) {
+    for (int pos0 : {0, 1, 250, 255, 1000, 4090, max - 3, max, 100000, (1 << 24) + 3})
+      for (bool inverse : {false, true}) check(theta, hd, pos0, 6, inverse);
+  };
+  sweep(10000.0f, 64);  // grows the table from 256 positions to the cap
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 6; k++)
+    threads.emplace_back([&, k] { sweep(k % 2 ? 500000.0f : 10000.0f, 8 << (k % 3)); });
+  for (auto& t : threads) t.join();
 }

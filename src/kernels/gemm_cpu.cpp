@@ -1,6 +1,8 @@
 // defines: gemm on the CPU: operand checks and bf16 rounding here, the products in oneDNN (dnnl_sgemm
 // for fp32, a bf16 matmul primitive for mixed precision) behind the module libmohge_onednn.so
 // (kernels/onednn/onednn_gemm.cpp, kernels/gemm_library.h), loaded on the first product.
+#include <immintrin.h>
+
 #include <vector>
 
 #include "core/error.h"
@@ -19,17 +21,42 @@ Precision precision_from_string(const std::string& s, const std::string& key) {
 
 const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
+namespace {
+
+// dst[i] = bf16_from_float(src[i]), i < n: 16 at a time in AVX-512 by the same integer rounding
+// (vcvtneps2bf16 would differ: it flushes denormal inputs to zero).
+void to_bf16_row(uint16_t* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+#ifdef __AVX512F__
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+  auto round16 = [&](__m512i u) {
+    const __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+    return _mm512_cvtepi32_epi16(_mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), quiet));
+  };
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(dst + i), round16(_mm512_loadu_si512(src + i)));
+  if (i < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    _mm256_mask_storeu_epi16(dst + i, m, round16(_mm512_maskz_loadu_epi32(m, src + i)));
+    return;
+  }
+#endif
+  for (; i < n; i++) dst[i] = bf16_from_float(src[i]);
+}
+
+}  // namespace
+
 void to_bf16(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int64_t ld) {
   const bool worth = rows * cols >= 4 * kParallelMinElems;
   if (ld == cols) {  // packed: one range of rows·cols, split evenly whatever the shape (a flat tensor is one row)
-    parallel_rows(rows * cols, worth, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; i++) dst[i] = bf16_from_float(src[i]);
-    });
+    parallel_rows(rows * cols, worth, [&](int64_t i0, int64_t i1) { to_bf16_row(dst + i0, src + i0, i1 - i0); });
     return;
   }
   parallel_rows(rows, worth, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++)
-      for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = bf16_from_float(src[r * ld + c]);
+    for (int64_t r = r0; r < r1; r++) to_bf16_row(dst + r * cols, src + r * ld, cols);
   });
 }
 

@@ -139,7 +139,7 @@ void matvec(const MatvecProduct<uint16_t>* products, int count, const float* inp
   const size_t n = (size_t)N * I;
   buf.resize(n + 32);
   uint16_t* x16 = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
-  for (size_t i = 0; i < n; i++) x16[i] = bf16_from_float(inp[i]);
+  to_bf16(x16, inp, N, I, I);
   matvec_tiles(products, count, x16, N, I, accumulate);
 #else
   fail("bf16 weights need a CPU with AVX512-BF16 and a build for it (-march=native): use fp32 weights");

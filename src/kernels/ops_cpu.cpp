@@ -1,13 +1,19 @@
 // defines: the CPU implementation of kernels/ops.h (gemm.h for matmuls, OpenMP elsewhere)
 #include <omp.h>
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/parallel.h"
+#include "kernels/rope_table.h"
 #include "kernels/vec_math.h"
 
 namespace mohge {
@@ -87,26 +93,30 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
 }
 
 void rope_apply(float* x, int B, int T, int H, int hd, float theta, int pos0, bool inverse) {
-  int half = hd / 2;
-  // angles in double: a float frequency loses ~pos·2⁻²⁴ radians, visible at long positions
-  std::vector<double> inv_freq(half);
-  for (int i = 0; i < half; i++) inv_freq[i] = std::pow((double)theta, -2.0 * i / hd);
-  float sign = inverse ? -1.0f : 1.0f;
+  const int half = hd / 2;
+  const float sign = inverse ? -1.0f : 1.0f;
+  // the angles of positions up to the table's reach from the shared table (computed once), of
+  // later ones row by row
+  const std::shared_ptr<const RopeTable> table = rope_table(theta, hd, (int64_t)pos0 + T);
   parallel_rows(T, (int64_t)B * T * H * hd >= kParallelMinElems, [&](int64_t t0, int64_t t1) {
-    std::vector<float> cs(half), sn(half);
+    thread_local std::vector<float> row;
     for (int64_t t = t0; t < t1; t++) {
-      for (int i = 0; i < half; i++) {
-        double a = (double)(pos0 + t) * inv_freq[i];
-        cs[i] = (float)std::cos(a);
-        sn[i] = sign * (float)std::sin(a);
+      const float* cs;
+      if (pos0 + t < table->positions) {
+        cs = table->at(pos0 + t);
+      } else {
+        row.resize(hd);
+        rope_angles(row.data(), row.data() + half, pos0 + t, *table);
+        cs = row.data();
       }
+      const float* sn = cs + half;
       for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
           float* v = x + (((int64_t)b * T + t) * H + h) * hd;
           for (int i = 0; i < half; i++) {
-            float x1 = v[i], x2 = v[i + half];
-            v[i] = x1 * cs[i] - x2 * sn[i];
-            v[i + half] = x2 * cs[i] + x1 * sn[i];
+            const float x1 = v[i], x2 = v[i + half], s = sign * sn[i];
+            v[i] = x1 * cs[i] - x2 * s;
+            v[i + half] = x2 * cs[i] + x1 * s;
           }
         }
     }
@@ -121,11 +131,101 @@ static constexpr int kAttnRows = 64, kAttnCols = 256;
 // starts oneDNN, whose first call generates its kernels (most of a short `generate`'s startup).
 static constexpr int kAttnLoopRows = 4;
 
+#ifdef __AVX512F__
+// GCC 12's AVX-512 shuffles warn of their own "undefined" vectors (bug 105593, see matvec_cpu.cpp)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// the sums of a, b, c and d's 16 lanes
+static __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  auto quarter = [](__m512 x) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(x),
+                                   _mm512_castps512_ps256(_mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2))));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  };
+  return _mm_hadd_ps(_mm_hadd_ps(quarter(a), quarter(b)), _mm_hadd_ps(quarter(c), quarter(d)));
+}
+
+// One query over the keys of a tile (decode's case), head dim hd = 16·NV: the query (and the
+// output row) stay in NV registers. Scores: 8 keys per step, each with its own accumulator (no
+// chain of dependent FMAs per key), reduced 4 at a time; values: NS independent sets of output
+// registers over alternate keys, added at the end.
+template <int NV>
+struct OneQuery {
+  static void scores(float* S, const float* q, const float* K, int ks, int nc, float scale) {
+    __m512 qv[NV];
+    for (int v = 0; v < NV; v++) qv[v] = _mm512_loadu_ps(q + 16 * v);
+    const __m128 sc = _mm_set1_ps(scale);
+    for (int j0 = 0; j0 < nc; j0 += 8) {
+      __m512 acc[8];
+      const float* kj[8];
+      for (int k = 0; k < 8; k++) {  // keys past the tile repeat its last one, their sums unused
+        acc[k] = _mm512_setzero_ps();
+        kj[k] = K + (int64_t)std::min(j0 + k, nc - 1) * ks;
+      }
+      for (int v = 0; v < NV; v++)
+        for (int k = 0; k < 8; k++) acc[k] = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kj[k] + 16 * v), acc[k]);
+      const __m128 lo = _mm_mul_ps(sc, sum4(acc[0], acc[1], acc[2], acc[3]));
+      const __m128 hi = _mm_mul_ps(sc, sum4(acc[4], acc[5], acc[6], acc[7]));
+      const __m256 s8 = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+      if (j0 + 8 <= nc) _mm256_storeu_ps(S + j0, s8);
+      else _mm256_mask_storeu_ps(S + j0, (__mmask8)((1u << (nc - j0)) - 1), s8);
+    }
+  }
+  static void values(float* o, const float* S, int nc, const float* V, int ks, bool accumulate) {
+    constexpr int NS = NV <= 8 ? 2 : 1;  // NS·NV accumulators: at most 16 of the 32 registers
+    __m512 acc[NS][NV];
+    for (int v = 0; v < NV; v++) {
+      acc[0][v] = accumulate ? _mm512_loadu_ps(o + 16 * v) : _mm512_setzero_ps();
+      for (int a = 1; a < NS; a++) acc[a][v] = _mm512_setzero_ps();
+    }
+    int j = 0;
+    for (; j + NS <= nc; j += NS)
+      for (int a = 0; a < NS; a++) {
+        const __m512 p = _mm512_set1_ps(S[j + a]);
+        const float* vj = V + (int64_t)(j + a) * ks;
+        for (int v = 0; v < NV; v++) acc[a][v] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16 * v), acc[a][v]);
+      }
+    for (; j < nc; j++) {
+      const __m512 p = _mm512_set1_ps(S[j]);
+      const float* vj = V + (int64_t)j * ks;
+      for (int v = 0; v < NV; v++) acc[0][v] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16 * v), acc[0][v]);
+    }
+    for (int v = 0; v < NV; v++) {
+      for (int a = 1; a < NS; a++) acc[0][v] = _mm512_add_ps(acc[0][v], acc[a][v]);
+      _mm512_storeu_ps(o + 16 * v, acc[0][v]);
+    }
+  }
+};
+
+// OneQuery<hd/16> for hd = 16, 32, …, 256; null otherwise (the plain loops then)
+struct OneQueryKernels {
+  void (*scores)(float*, const float*, const float*, int, int, float);
+  void (*values)(float*, const float*, int, const float*, int, bool);
+};
+template <size_t... I>
+constexpr std::array<OneQueryKernels, sizeof...(I)> one_query_table(std::index_sequence<I...>) {
+  return {OneQueryKernels{OneQuery<I + 1>::scores, OneQuery<I + 1>::values}...};
+}
+static constexpr auto kOneQuery = one_query_table(std::make_index_sequence<16>());
+static const OneQueryKernels* one_query(int hd) {
+  return hd % 16 == 0 && hd >= 16 && hd <= 16 * (int)kOneQuery.size() ? &kOneQuery[hd / 16 - 1] : nullptr;
+}
+#else
+struct OneQueryKernels {
+  void (*scores)(float*, const float*, const float*, int, int, float);
+  void (*values)(float*, const float*, int, const float*, int, bool);
+};
+static const OneQueryKernels* one_query(int) { return nullptr; }
+#endif
+
 // S[nr,nc] = scale · Q·Kᵀ for the queries r0.. (Q points at row r0) and the keys c0.. (K at row
 // 0), with every key after its query's position set to -inf: exp gives 0, the causal mask.
 static void attention_scores(float* S, const float* Q, int qs, const float* K, int ks, int r0,
                              int nr, int c0, int nc, int hd, float scale) {
-  if (nr <= kAttnLoopRows) {
+  const OneQueryKernels* one = nr == 1 ? one_query(hd) : nullptr;
+  if (one) {
+    one->scores(S, Q, K + (int64_t)c0 * ks, ks, nc, scale);
+  } else if (nr <= kAttnLoopRows) {
     for (int i = 0; i < nr; i++)
       for (int j = 0; j < nc; j++) {
         const float *qi = Q + (int64_t)i * qs, *kj = K + (int64_t)(c0 + j) * ks;
@@ -148,6 +248,7 @@ static void attention_scores(float* S, const float* Q, int qs, const float* K, i
 static void attention_values(float* O, int qs, const float* S, int nr, int nc, const float* V, int ks, int hd,
                              bool accumulate) {
   if (nr > kAttnLoopRows) return gemm(false, false, nr, hd, nc, 1.0f, S, nc, V, ks, accumulate ? 1.0f : 0.0f, O, qs);
+  if (const OneQueryKernels* one = nr == 1 ? one_query(hd) : nullptr) return one->values(O, S, nc, V, ks, accumulate);
   for (int i = 0; i < nr; i++) {
     float* o = O + (int64_t)i * qs;
     if (!accumulate) std::fill_n(o, hd, 0.0f);
@@ -294,7 +395,11 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
   const float scale = 1.0f / std::sqrt((float)hd);
   // Tiles of up to kAttnRows rows of one sequence at consecutive positions (a prompt's rows, or one
   // decoded token): a tile's queries share their keys, so its scores are one GEMM per key tile.
-  std::vector<int> tile_row0;
+  // kept between calls (no allocation per decode step and layer); a reference, so that the
+  // region's threads read the calling thread's list, not their own
+  thread_local std::vector<int> kept_tile_row0;
+  std::vector<int>& tile_row0 = kept_tile_row0;
+  tile_row0.clear();
   for (int i = 0; i < N; i++)
     if (i == 0 || seq[i] != seq[i - 1] || pos[i] != pos[i - 1] + 1 || i - tile_row0.back() == kAttnRows)
       tile_row0.push_back(i);
