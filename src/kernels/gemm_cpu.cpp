@@ -23,11 +23,15 @@ const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" :
 
 namespace {
 
+// GCC 12's AVX-512 shifts warn of their own "undefined" vectors (bug 105593, see matvec_cpu.cpp)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // dst[i] = bf16_from_float(src[i]), i < n: 16 at a time in AVX-512 by the same integer rounding
 // (vcvtneps2bf16 would differ: it flushes denormal inputs to zero).
 void to_bf16_row(uint16_t* dst, const float* src, int64_t n) {
   int64_t i = 0;
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)  // BW, VL: the 16-bit masked store
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
   const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
   auto round16 = [&](__m512i u) {
@@ -46,6 +50,7 @@ void to_bf16_row(uint16_t* dst, const float* src, int64_t n) {
 #endif
   for (; i < n; i++) dst[i] = bf16_from_float(src[i]);
 }
+#pragma GCC diagnostic pop
 
 }  // namespace
 

@@ -131,7 +131,7 @@ static constexpr int kAttnRows = 64, kAttnCols = 256;
 // starts oneDNN, whose first call generates its kernels (most of a short `generate`'s startup).
 static constexpr int kAttnLoopRows = 4;
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__AVX512VL__)  // VL: the 256-bit masked store of the scores
 // GCC 12's AVX-512 shuffles warn of their own "undefined" vectors (bug 105593, see matvec_cpu.cpp)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
