@@ -1595,6 +1595,68 @@ TEST(ParallelRows, EveryIndexOnceWhateverTheSizeAndThreads) {
   omp_set_num_threads(saved);
 }
 
+// run_as_team: the loops of one program handed to the region's waiting threads. Every index once,
+// each range or task on one thread, the team's threads all taking part; loops inside a loop run on
+// their own thread (no hand-off to a team that is busy: that would deadlock); an error thrown in a
+// loop or the program reaches the caller, and the next program runs normally.
+TEST(RunAsTeam, LoopsSplitAcrossTheTeamEachIndexOnce) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    for (int64_t n : {1, 2, 5, 1001}) {
+      std::vector<int> rows((size_t)n, 0), tasks((size_t)n, 0), inner((size_t)n * 3, 0);
+      std::vector<int> row_threads(threads, 0), task_threads(threads, 0);
+      int leader = -1;
+      mohge::run_as_team(true, [&] {
+        leader = omp_get_thread_num();
+        for (int loop = 0; loop < 50; loop++)  // many hand-offs in one program
+          mohge::parallel_rows(n, true, [&](int64_t i0, int64_t i1) {
+            ASSERT_LT(i0, i1);
+            if (loop == 0) row_threads[omp_get_thread_num()]++;
+            for (int64_t i = i0; i < i1; i++) rows[(size_t)i]++;
+          });
+        mohge::parallel_tasks(n, true, [&](int64_t i) {
+          tasks[(size_t)i]++;
+          task_threads[omp_get_thread_num()] = 1;
+          const int t = omp_get_thread_num();
+          // nested in a hand-off: on this thread (n = 1 runs on the idle leader, which may hand off)
+          mohge::parallel_rows(3, true, [&](int64_t i0, int64_t i1) {
+            if (n > 1) EXPECT_EQ(omp_get_thread_num(), t);
+            if (n > 1) EXPECT_EQ(i1 - i0, 3);
+            for (int64_t j = i0; j < i1; j++) inner[(size_t)i * 3 + j]++;
+          });
+        });
+      });
+      EXPECT_EQ(leader, 0);
+      for (int64_t i = 0; i < n; i++) {
+        ASSERT_EQ(rows[(size_t)i], 50) << "n " << n << " index " << i;
+        ASSERT_EQ(tasks[(size_t)i], 1) << "n " << n << " index " << i;
+        for (int j = 0; j < 3; j++) ASSERT_EQ(inner[(size_t)i * 3 + j], 1);
+      }
+      const int expected = n == 1 ? 1 : (int)std::min<int64_t>(threads, n);
+      EXPECT_EQ(std::count(row_threads.begin(), row_threads.end(), 1), expected) << "n " << n;
+      EXPECT_EQ(*std::max_element(row_threads.begin(), row_threads.end()), 1);
+    }
+    // errors: from a loop on any thread, and from the program itself
+    for (int round = 0; round < 2; round++) {
+      EXPECT_THROW(mohge::run_as_team(true, [&] {
+                     mohge::parallel_rows(100, true, [&](int64_t i0, int64_t) {
+                       if (i0 > 0 || threads == 1) mohge::fail("loop error");
+                     });
+                   }),
+                   mohge::Error);
+      EXPECT_THROW(mohge::run_as_team(true, [&] { mohge::fail("program error"); }), mohge::Error);
+      int ran = 0;
+      mohge::run_as_team(true, [&] { mohge::parallel_rows(4, true, [&](int64_t i0, int64_t i1) {
+#pragma omp atomic
+        ran += (int)(i1 - i0);
+      }); });
+      EXPECT_EQ(ran, 4);
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
 // rope_apply's angles come from tables shared across calls and threads (kernels/rope_table.h); they
 // must be the bits of the direct formula, cos and sin of pos·θ^(−2i/hd) in double rounded to float,
 // at every position: inside a table, past its growth, and past kRopeTableMaxPositions (computed

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,6 +79,11 @@ class Backend {
   };
   virtual void set_inference_weights(const std::vector<WeightRange>& tensors, bool bf16) {}
   virtual void clear_inference_weights(const float* w) {}
+  // Runs step(), one decode step of `rows` token rows through this backend's ops, as one unit: the
+  // CPU backend keeps its threads waiting between the ops (kernels/parallel.h, run_as_team) when
+  // every product of the step is a matrix–vector one over inference weights, rather than opening
+  // a parallel region per product. Default: step().
+  virtual void run_decode_step(int rows, const std::function<void()>& step) { step(); }
 
   // ---- dense ops ----
   // out[N,O] = inp[N,I] · w[O,I]ᵀ (w shaped like torch.nn.Linear); accumulate adds into out.

@@ -78,6 +78,15 @@ class CpuBackend final : public Backend {
     frozen_.erase(w);
   }
 
+  void run_decode_step(int rows, const std::function<void()>& step) override {
+    bool frozen;
+    {
+      std::shared_lock lock(frozen_mu_);
+      frozen = !frozen_.empty();
+    }
+    run_as_team(frozen && rows <= kMatvecMaxRows && matvec_supported(), step);
+  }
+
   // Over frozen weights: a few rows through the matrix–vector kernel (bf16 weights when the
   // product is bf16 and the backend holds them so), more rows through matmul_frozen_rows; anything
   // else, training included, through the GEMM.

@@ -422,19 +422,8 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
     thread_local std::vector<float> S((size_t)kAttnRows * kAttnCols);
     return S.data();
   };
-  if (parallel_region_pays(keys * H * hd >= 2 * kParallelMinElems)) {
-#pragma omp parallel
-    {
-      float* S = scores();
-#pragma omp for collapse(2) schedule(dynamic)
-      for (int t = 0; t < tiles; t++)
-        for (int h = 0; h < H; h++) task(t, h, S);
-    }
-  } else {  // short attention (decode's one query over a short cache) on the calling thread
-    float* S = scores();
-    for (int t = 0; t < tiles; t++)
-      for (int h = 0; h < H; h++) task(t, h, S);
-  }
+  parallel_tasks((int64_t)tiles * H, keys * H * hd >= 2 * kParallelMinElems,
+                 [&](int64_t th) { task((int)(th / H), (int)(th % H), scores()); });
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {

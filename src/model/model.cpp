@@ -106,19 +106,21 @@ void Model::decode(Context& ctx, const int32_t* tokens, const int32_t* seqs, int
   ctx.last_row_.upload(last_row.data(), runs.size());
   ctx.inputs_.upload(tokens, N);
 
-  float* x = ctx.acts(0).x.data();
-  be_.embedding_forward(x, ctx.inputs_.data(), params.data(embed_id_), N, d);
-  for (int l = 0; l < c.num_layers; l++) block_forward(ctx, l, x, N);
   // logits only where a sequence's next token is sampled: after its last row
   const int R = (int)runs.size();
   float* last = ctx.last_rows_.ensure(be_, (size_t)R * d);
-  be_.gather_rows(last, x, ctx.last_row_.data(), R, d);
+  float* x = ctx.acts(0).x.data();
+  be_.run_decode_step(N, [&] {
+    be_.embedding_forward(x, ctx.inputs_.data(), params.data(embed_id_), N, d);
+    for (int l = 0; l < c.num_layers; l++) block_forward(ctx, l, x, N);
+    be_.gather_rows(last, x, ctx.last_row_.data(), R, d);
+    head_forward(ctx, last, R);
+  });
   std::fill(ctx.logits_row_.begin(), ctx.logits_row_.end(), -1);
   for (int r = 0; r < R; r++) {
     ctx.logits_row_[runs[r].seq] = r;
     ctx.len_[runs[r].seq] += runs[r].n;
   }
-  head_forward(ctx, last, R);
 }
 
 void Model::block_forward(Context& ctx, int l, float* out, int N) const {

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "kernels/parallel.h"
+
 namespace mohge {
 
 // Whether experts run concurrently, one per thread, each GEMM single-threaded: with several experts
@@ -41,15 +43,14 @@ void MoeExperts::forward(float* y, const float* x, const std::vector<int>& rows)
   auto work = [&](int i) { return (int64_t)rows[i] * widths_[i]; };
   std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return work(a) > work(b); });
   // With several experts per thread (concurrent_experts), each GEMM single-threaded.
-#pragma omp parallel for schedule(dynamic, 1) if (concurrent_experts(be, L))
-  for (int k = 0; k < L; k++) {
+  parallel_tasks(L, concurrent_experts(be, L), [&](int64_t k) {
     const int i = order_[k];
     const int r0 = row_offsets_[i], n = row_offsets_[i + 1] - r0;
-    if (n == 0) continue;
+    if (n == 0) return;
     const size_t ao = act_offsets_[i];
     swiglu_ffn_forward(be, y + r0 * d, g_.data() + ao, u_.data() + ao, a_.data() + ao, x + r0 * d,
                        weights_[i].weights(params_), n, d_, widths_[i], false, prec_);
-  }
+  });
 }
 
 void MoeExperts::backward(float* dx, const float* dy, const float* x, float* scratch) {
@@ -58,16 +59,15 @@ void MoeExperts::backward(float* dx, const float* dy, const float* x, float* scr
   Backend& be = params_.backend();
   be.zero(dx, row_offsets_[L] * d * sizeof(float));
   // every expert gets its own scratch (3·n_i·W_i), as experts may run concurrently
-#pragma omp parallel for schedule(dynamic, 1) if (concurrent_experts(be, L))
-  for (int k = 0; k < L; k++) {
+  parallel_tasks(L, concurrent_experts(be, L), [&](int64_t k) {
     const int i = order_[k];  // largest first, as in forward
     const int r0 = row_offsets_[i], n = row_offsets_[i + 1] - r0;
-    if (n == 0) continue;
+    if (n == 0) return;
     const size_t ao = act_offsets_[i];
     swiglu_ffn_backward(be, dx + r0 * d, weights_[i].grads(params_), dy + r0 * d, x + r0 * d, g_.data() + ao,
                         u_.data() + ao, a_.data() + ao, weights_[i].weights(params_), n, d_, widths_[i],
                         scratch + 3 * ao, prec_);
-  }
+  });
 }
 
 }  // namespace mohge
