@@ -1621,8 +1621,10 @@ TEST(RunAsTeam, LoopsSplitAcrossTheTeamEachIndexOnce) {
           const int t = omp_get_thread_num();
           // nested in a hand-off: on this thread (n = 1 runs on the idle leader, which may hand off)
           mohge::parallel_rows(3, true, [&](int64_t i0, int64_t i1) {
-            if (n > 1) EXPECT_EQ(omp_get_thread_num(), t);
-            if (n > 1) EXPECT_EQ(i1 - i0, 3);
+            if (n > 1) {
+              EXPECT_EQ(omp_get_thread_num(), t);
+              EXPECT_EQ(i1 - i0, 3);
+            }
             for (int64_t j = i0; j < i1; j++) inner[(size_t)i * 3 + j]++;
           });
         });

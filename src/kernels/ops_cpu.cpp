@@ -131,6 +131,12 @@ static constexpr int kAttnRows = 64, kAttnCols = 256;
 // starts oneDNN, whose first call generates its kernels (most of a short `generate`'s startup).
 static constexpr int kAttnLoopRows = 4;
 
+// decode's one-query attention kernels of one head dim (OneQuery below)
+struct OneQueryKernels {
+  void (*scores)(float*, const float*, const float*, int, int, float);
+  void (*values)(float*, const float*, int, const float*, int, bool);
+};
+
 #if defined(__AVX512F__) && defined(__AVX512VL__)  // VL: the 256-bit masked store of the scores
 // GCC 12's AVX-512 shuffles warn of their own "undefined" vectors (bug 105593, see matvec_cpu.cpp)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -198,10 +204,6 @@ struct OneQuery {
 };
 
 // OneQuery<hd/16> for hd = 16, 32, …, 256; null otherwise (the plain loops then)
-struct OneQueryKernels {
-  void (*scores)(float*, const float*, const float*, int, int, float);
-  void (*values)(float*, const float*, int, const float*, int, bool);
-};
 template <size_t... I>
 constexpr std::array<OneQueryKernels, sizeof...(I)> one_query_table(std::index_sequence<I...>) {
   return {OneQueryKernels{OneQuery<I + 1>::scores, OneQuery<I + 1>::values}...};
@@ -211,10 +213,6 @@ static const OneQueryKernels* one_query(int hd) {
   return hd % 16 == 0 && hd >= 16 && hd <= 16 * (int)kOneQuery.size() ? &kOneQuery[hd / 16 - 1] : nullptr;
 }
 #else
-struct OneQueryKernels {
-  void (*scores)(float*, const float*, const float*, int, int, float);
-  void (*values)(float*, const float*, int, const float*, int, bool);
-};
 static const OneQueryKernels* one_query(int) { return nullptr; }
 #endif
 
